@@ -1,0 +1,16 @@
+"""asgi_guard: composable, framework-agnostic pure-ASGI security middlewares."""
+
+from __future__ import annotations
+
+from .errors import ConfigurationError
+from .https import HTTPSRedirectMiddleware
+from .proxy import ProxyHeadersMiddleware
+from .routes import RouteTable
+
+__all__ = [
+    "ConfigurationError",
+    "HTTPSRedirectMiddleware",
+    "ProxyHeadersMiddleware",
+    "RouteTable",
+]
+__version__ = "0.1.0"

@@ -1,0 +1,248 @@
+"""The ASGI core every layer shares: types, raw-header helpers, responses and problems.
+
+Headers are read straight from ``scope["headers"]`` (a list of ``(name, value)`` byte pairs,
+names lowercase per the ASGI spec) and decoded only where a value is used.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from collections.abc import Awaitable, Callable, Iterable, MutableMapping, Sequence
+from typing import Any, Final
+
+import orjson
+
+__all__ = [
+    "ASGIApp",
+    "Headers",
+    "Message",
+    "Problem",
+    "Receive",
+    "RequestInfo",
+    "Scope",
+    "Send",
+    "get_header",
+    "header_values",
+    "parse_host",
+    "request_info",
+    "send_response",
+    "split_comma",
+    "with_headers",
+]
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+Headers = Sequence[tuple[bytes, bytes]]
+
+#: WebSocket close code "policy violation" (RFC 6455 section 7.4.1).
+WS_POLICY_VIOLATION: Final = 1008
+_WS_HTTP_EXT: Final = "websocket.http.response"
+_PROBLEM_CT: Final = (b"content-type", b"application/problem+json")
+
+
+# --- raw headers ----------------------------------------------------------------------------
+
+
+def get_header(headers: Iterable[tuple[bytes, bytes]], name: bytes) -> bytes | None:
+    """The first value of header ``name`` (lowercase bytes), or None."""
+    for key, value in headers:
+        if key == name:
+            return value
+    return None
+
+
+def header_values(headers: Iterable[tuple[bytes, bytes]], name: bytes) -> list[bytes]:
+    """Every value of header ``name``, in the order the lines arrived."""
+    return [value for key, value in headers if key == name]
+
+
+def split_comma(values: Iterable[bytes]) -> list[bytes]:
+    """Split comma-separated list headers (RFC 9110 section 5.6.1) into stripped, non-empty items.
+
+    Repeated header lines are joined in order, as RFC 9110 section 5.3 says a recipient may.
+    Quoted strings are not special here; callers that need them parse the joined value.
+    """
+    items: list[bytes] = []
+    for value in values:
+        for part in value.split(b","):
+            part = part.strip(b" \t")
+            if part:
+                items.append(part)
+    return items
+
+
+# --- per-request record shared through scope["state"] ---------------------------------------
+
+
+class RequestInfo:
+    """What the layers tell the access log about one request, kept in ``scope["state"]``.
+
+    ``code`` is the stable code of the rejection that answered the request (or of a shadow
+    decision); ``ratelimit`` holds ``(limit, remaining, reset_seconds)`` of the tightest limit.
+    """
+
+    __slots__ = ("code", "ratelimit", "request_id", "shadow")
+
+    def __init__(self) -> None:
+        self.request_id: str | None = None
+        self.code: str | None = None
+        self.shadow: bool = False
+        self.ratelimit: tuple[int, int, int] | None = None
+
+
+def request_info(scope: Scope) -> RequestInfo:
+    """The request's :class:`RequestInfo`, created on first use.
+
+    ``scope["state"]`` is created with ``setdefault`` and never replaced: frameworks such as
+    Litestar keep their own data in it.
+    """
+    state = scope.get("state")
+    if state is None:
+        state = scope["state"] = {}
+    info: RequestInfo | None = state.get("asgi_guard")
+    if info is None:
+        info = state["asgi_guard"] = RequestInfo()
+    return info
+
+
+# --- responses ------------------------------------------------------------------------------
+
+
+async def send_response(
+    send: Send, status: int, headers: list[tuple[bytes, bytes]], body: bytes = b""
+) -> None:
+    """Send a complete http response; ``content-length`` is added here."""
+    headers.append((b"content-length", str(len(body)).encode()))
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
+
+
+def with_headers(send: Send, extra: Headers, *, unless: bytes | None = None) -> Send:
+    """Wrap ``send`` so that ``extra`` headers are appended to ``http.response.start``.
+
+    Bodies pass through uncopied. With ``unless`` (a lowercase header name), nothing is added
+    when the response already carries that header, so an app's own value is never duplicated.
+    """
+
+    async def send_with_headers(message: Message) -> None:
+        if message["type"] == "http.response.start":
+            headers = message.get("headers") or ()
+            if unless is None or not any(key.lower() == unless for key, _ in headers):
+                message["headers"] = [*headers, *extra]
+        await send(message)
+
+    return send_with_headers
+
+
+class Problem:
+    """An RFC 9457 ``application/problem+json`` answer with a stable ``code``.
+
+    Built once (the body bytes are precomputed), sent many times. The body never echoes the
+    offending input: ``detail`` is fixed text chosen by the layer.
+    """
+
+    __slots__ = ("_body", "code", "detail", "status", "title")
+
+    def __init__(self, status: int, code: str, title: str, detail: str) -> None:
+        self.status = status
+        self.code = code
+        self.title = title
+        self.detail = detail
+        self._body = self.body()
+
+    def body(self, extra: dict[str, Any] | None = None) -> bytes:
+        """The JSON body, with ``extra`` members (RFC 9457 section 3.2) after the standard ones."""
+        doc: dict[str, Any] = {
+            "type": "about:blank",
+            "title": self.title,
+            "status": self.status,
+            "detail": self.detail,
+            "code": self.code,
+        }
+        if extra:
+            doc.update(extra)
+        return orjson.dumps(doc)
+
+    async def send(
+        self,
+        scope: Scope,
+        receive: Receive,
+        send: Send,
+        headers: Iterable[tuple[bytes, bytes]] = (),
+        extra: dict[str, Any] | None = None,
+    ) -> None:
+        """Answer the request with this problem and record its code for the access log.
+
+        An http request gets the problem document; a websocket handshake is refused before
+        ``websocket.accept``: through the ``websocket.http.response`` extension when the server
+        offers it, else with close code 1008.
+        """
+        request_info(scope).code = self.code
+        body = self._body if extra is None else self.body(extra)
+        response_headers = [_PROBLEM_CT, *headers]
+        if scope["type"] == "http":
+            await send_response(send, self.status, response_headers, body)
+            return
+        # websocket: consume the handshake's connect event first, as the ASGI spec orders.
+        message = await receive()
+        if message["type"] != "websocket.connect":
+            return
+        if _WS_HTTP_EXT in (scope.get("extensions") or {}):
+            response_headers.append((b"content-length", str(len(body)).encode()))
+            await send(
+                {
+                    "type": "websocket.http.response.start",
+                    "status": self.status,
+                    "headers": response_headers,
+                }
+            )
+            await send({"type": "websocket.http.response.body", "body": body})
+        else:
+            await send({"type": "websocket.close", "code": WS_POLICY_VIOLATION})
+
+
+# --- hosts ----------------------------------------------------------------------------------
+
+_LABEL: Final = r"[a-z0-9_](?:[a-z0-9_-]{0,61}[a-z0-9_])?"
+_HOSTNAME: Final = re.compile(rf"(?:{_LABEL}\.)*{_LABEL}\.?")
+
+
+def parse_host(value: str) -> tuple[str, int | None] | None:
+    """Parse a ``Host``-style ``host[:port]`` (RFC 9110 section 7.2, RFC 3986 section 3.2.2).
+
+    Returns the lowercased host (IPv6 literals keep their brackets) and the port, or None
+    for anything else: userinfo, paths, backslashes, whitespace, control bytes, bad ports.
+    """
+    if not value or len(value) > 261 or not value.isascii():
+        return None
+    value = value.lower()
+    port_text = ""
+    if value.startswith("["):
+        end = value.find("]")
+        if end < 0:
+            return None
+        host, rest = value[: end + 1], value[end + 1 :]
+        try:
+            ipaddress.IPv6Address(host[1:-1])
+        except ValueError:
+            return None
+        if rest:
+            if rest[0] != ":":
+                return None
+            port_text = rest[1:]
+    else:
+        host, colon, port_text = value.partition(":")
+        if (colon and not port_text) or len(host) > 253 or not _HOSTNAME.fullmatch(host):
+            return None
+    if not port_text:
+        return host, None
+    if len(port_text) > 5 or not port_text.isdigit():
+        return None
+    port = int(port_text)
+    if not 0 < port < 65536:
+        return None
+    return host, port

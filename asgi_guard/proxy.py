@@ -1,0 +1,264 @@
+"""Trusted reverse-proxy resolution: the real client address, scheme and host."""
+
+from __future__ import annotations
+
+import functools
+import ipaddress
+from collections.abc import Iterable
+from typing import Final, Literal
+
+from ._asgi import ASGIApp, Receive, Scope, Send, parse_host
+from .errors import ConfigurationError
+
+__all__ = ["ProxyHeadersMiddleware"]
+
+_INVALID: Final = 0
+_UNTRUSTED: Final = 1
+_TRUSTED: Final = 2
+_SCHEMES: Final = {"http": ("http", "ws"), "https": ("https", "wss")}
+
+Hop = tuple[str, int]
+
+
+class _TrustedProxies:
+    """The ``trusted`` option, parsed once: addresses and networks, with a memo per address."""
+
+    def __init__(self, trusted: Iterable[str] | str) -> None:
+        items = [trusted] if isinstance(trusted, str) else list(trusted)
+        self.everyone = "*" in items
+        self.addresses: set[ipaddress.IPv4Address | ipaddress.IPv6Address] = set()
+        self.networks: list[ipaddress.IPv4Network | ipaddress.IPv6Network] = []
+        for item in items:
+            if item == "*":
+                continue
+            try:
+                if "/" in item:
+                    self.networks.append(ipaddress.ip_network(item, strict=False))
+                else:
+                    self.addresses.add(ipaddress.ip_address(item))
+            except (ValueError, TypeError):
+                raise ConfigurationError(
+                    "trusted", f"{item!r} is not an IP address, a CIDR network or '*'"
+                ) from None
+        # Addresses repeat from request to request: parse and classify each one once.
+        self.classify = functools.lru_cache(maxsize=4096)(self._classify)
+
+    def _classify(self, host: str) -> int:
+        try:
+            address = ipaddress.ip_address(host)
+        except ValueError:
+            return _INVALID
+        if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+            address = address.ipv4_mapped
+        if self.everyone or address in self.addresses:
+            return _TRUSTED
+        if any(address in network for network in self.networks):
+            return _TRUSTED
+        return _UNTRUSTED
+
+
+def _parse_node(value: str) -> Hop | None:
+    """An address with optional port: ``1.2.3.4``, ``1.2.3.4:80``, ``[::1]:80``, ``::1``."""
+    port = 0
+    if value.startswith("["):
+        host, sep, rest = value[1:].partition("]")
+        if not sep:
+            return None
+        if rest:
+            if rest[0] != ":":
+                return None
+            port_text = rest[1:]
+            port = int(port_text) if port_text.isascii() and port_text.isdigit() else 0
+        return host, port
+    if value.count(":") == 1:
+        host, _, port_text = value.partition(":")
+        port = int(port_text) if port_text.isascii() and port_text.isdigit() else 0
+        return host, port
+    return value, 0
+
+
+def _parse_forwarded(value: str) -> list[dict[str, str]] | None:
+    """Parse an RFC 7239 ``Forwarded`` value into its elements, or None when malformed.
+
+    forwarded-element = [ forwarded-pair ] *( ";" [ forwarded-pair ] ) (section 4);
+    parameter names are case-insensitive and must not repeat within an element.
+    """
+    elements: list[dict[str, str]] = []
+    element: dict[str, str] = {}
+    i, n = 0, len(value)
+    while True:
+        while i < n and value[i] in " \t":
+            i += 1
+        if i < n and value[i] not in ",;":
+            eq = value.find("=", i)
+            if eq < 0:
+                return None
+            name = value[i:eq].strip().lower()
+            if not name or not name.isascii() or not name.replace("-", "").isalnum():
+                return None
+            if name in element:
+                return None
+            i = eq + 1
+            if i < n and value[i] == '"':
+                chars: list[str] = []
+                i += 1
+                while True:
+                    if i >= n:
+                        return None  # unbalanced quote
+                    c = value[i]
+                    if c == "\\" and i + 1 < n:
+                        chars.append(value[i + 1])
+                        i += 2
+                        continue
+                    if c == '"':
+                        i += 1
+                        break
+                    chars.append(c)
+                    i += 1
+                text = "".join(chars)
+            else:
+                start = i
+                while i < n and value[i] not in ",; \t":
+                    i += 1
+                text = value[start:i]
+                if not text or '"' in text:
+                    return None
+            element[name] = text
+            while i < n and value[i] in " \t":
+                i += 1
+        if i >= n:
+            if element:
+                elements.append(element)
+            return elements
+        if value[i] == ";":
+            i += 1
+        elif value[i] == ",":
+            if element:
+                elements.append(element)
+            element = {}
+            i += 1
+        else:
+            return None
+
+
+class ProxyHeadersMiddleware:
+    """Take the client address, scheme and host from proxy headers, from trusted proxies only.
+
+    Follows RFC 7239 (``Forwarded``) in ``mode="forwarded"`` and the de facto
+    ``X-Forwarded-For/Proto/Host`` headers in ``mode="x-forwarded"``. The headers are honoured
+    only when the direct peer (``scope["client"]``) is a trusted proxy. Each proxy appends the
+    address it received the request from, so the chain is read from the right: the client is
+    the rightmost address that is not a trusted proxy, and the scheme and host are taken from
+    that same hop. Anything malformed on that path (unparseable addresses, ``unknown``,
+    obfuscated ``_names``, broken ``Forwarded`` syntax) leaves the request as the peer sent it.
+
+    Args:
+        app: the ASGI app to wrap.
+        trusted: IP addresses and CIDR networks (v4 or v6) of the proxies to trust. ``"*"``
+            trusts every peer, which lets any client forge its address: only for apps that no
+            client can reach except through a proxy.
+        mode: ``"x-forwarded"`` or ``"forwarded"``.
+    """
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        trusted: Iterable[str] | str = ("127.0.0.1", "::1"),
+        mode: Literal["x-forwarded", "forwarded"] = "x-forwarded",
+    ) -> None:
+        if mode not in ("x-forwarded", "forwarded"):
+            raise ConfigurationError("mode", f"must be 'x-forwarded' or 'forwarded', not {mode!r}")
+        self.app = app
+        self.mode = mode
+        self._trusted = _TrustedProxies(trusted)
+        self._classify = self._trusted.classify
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        kind = scope["type"]
+        if kind == "http" or kind == "websocket":
+            client = scope.get("client")
+            if client and self._classify(client[0]) == _TRUSTED:
+                if self.mode == "x-forwarded":
+                    self._x_forwarded(scope, kind)
+                else:
+                    self._forwarded(scope, kind)
+        await self.app(scope, receive, send)
+
+    def _pick(self, hops: list[str]) -> tuple[int, Hop] | None:
+        """Index and address of the client: the rightmost hop that is not a trusted proxy."""
+        classify = self._classify
+        for index in range(len(hops) - 1, -1, -1):
+            node = _parse_node(hops[index])
+            if node is None:
+                return None
+            verdict = classify(node[0])
+            if verdict == _INVALID:
+                return None
+            if verdict == _UNTRUSTED:
+                return index, node
+        # Every hop is a trusted proxy: the leftmost one is where the request entered.
+        node = _parse_node(hops[0])
+        return (0, node) if node is not None else None
+
+    def _x_forwarded(self, scope: Scope, kind: str) -> None:
+        fors: list[str] = []
+        protos: list[str] = []
+        hosts: list[str] = []
+        for name, value in scope["headers"]:
+            if name == b"x-forwarded-for":
+                fors.extend(value.decode("latin-1").split(","))
+            elif name == b"x-forwarded-proto":
+                protos.extend(value.decode("latin-1").split(","))
+            elif name == b"x-forwarded-host":
+                hosts.extend(value.decode("latin-1").split(","))
+        index = -1
+        if fors:
+            fors = [item.strip() for item in fors]
+            picked = self._pick(fors)
+            if picked is None:
+                return  # a malformed chain tells nothing reliable: keep the peer
+            index, node = picked
+            scope["client"] = node
+        # X-Forwarded-Proto/Host lists line up with X-Forwarded-For only when every proxy
+        # appended to all of them; otherwise only the last value, set by our proxy, is trusted.
+        if protos:
+            at = index if len(protos) == len(fors) and index >= 0 else -1
+            self._set_scheme(scope, kind, protos[at].strip())
+        if hosts:
+            at = index if len(hosts) == len(fors) and index >= 0 else -1
+            self._set_host(scope, hosts[at].strip())
+
+    def _forwarded(self, scope: Scope, kind: str) -> None:
+        values = [value for name, value in scope["headers"] if name == b"forwarded"]
+        if not values:
+            return
+        elements = _parse_forwarded(", ".join(v.decode("latin-1") for v in values))
+        if not elements:
+            return
+        if any("for" not in element for element in elements):
+            return
+        picked = self._pick([element["for"] for element in elements])
+        if picked is None:
+            return
+        index, node = picked
+        scope["client"] = node
+        element = elements[index]
+        if "proto" in element:
+            self._set_scheme(scope, kind, element["proto"])
+        if "host" in element:
+            self._set_host(scope, element["host"])
+
+    @staticmethod
+    def _set_scheme(scope: Scope, kind: str, proto: str) -> None:
+        schemes = _SCHEMES.get(proto.lower())
+        if schemes is not None:
+            scope["scheme"] = schemes[kind == "websocket"]
+
+    @staticmethod
+    def _set_host(scope: Scope, host: str) -> None:
+        if parse_host(host) is None:
+            return
+        headers = [(k, v) for k, v in scope["headers"] if k != b"host"]
+        headers.append((b"host", host.encode("latin-1")))
+        scope["headers"] = headers

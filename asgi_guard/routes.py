@@ -1,0 +1,175 @@
+"""The route-pattern table every layer uses for per-route policies.
+
+Patterns: ``"/items"``, ``"POST /items"``, ``"GET|HEAD /items/{id}"``, ``"/files/{rest:path}"``.
+``{name}`` matches one non-empty path segment, ``{name:path}`` (last segment only) the rest of
+the path, possibly empty. When several patterns match, the most specific wins: comparing
+segment by segment from the left, a static segment beats ``{name}``, which beats
+``{name:path}``; for the same path pattern, a method-specific entry beats an any-method one.
+An exact static path costs one dict lookup.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import Final, Generic, TypeVar
+
+from .errors import ConfigurationError
+
+__all__ = ["RouteTable", "parse_pattern"]
+
+T = TypeVar("T")
+
+_ANY: Final = "*"
+_PARAM: Final = 1
+_REST: Final = 2
+_METHOD_CHARS: Final = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZ")
+# A static segment may hold RFC 3986 pchars; braces are reserved for parameters.
+_BAD_STATIC: Final = frozenset("{}?#\\ \t\r\n")
+
+Segment = str | int  # a static segment's text, or _PARAM / _REST
+
+
+def parse_pattern(pattern: str, option: str = "routes") -> tuple[tuple[str, ...], list[Segment]]:
+    """Split ``pattern`` into its methods (``("*",)`` for any) and its path segments.
+
+    Raises :class:`ConfigurationError` naming ``option`` for anything malformed.
+    """
+    if not isinstance(pattern, str):
+        raise ConfigurationError(option, f"route pattern must be a string, got {pattern!r}")
+    text = pattern.strip()
+    methods: tuple[str, ...] = (_ANY,)
+    if " " in text:
+        method_text, _, text = text.partition(" ")
+        text = text.strip()
+        names = method_text.split("|")
+        if not all(name and set(name) <= _METHOD_CHARS for name in names):
+            raise ConfigurationError(option, f"invalid method list in route {pattern!r}")
+        methods = tuple(dict.fromkeys(names))
+    if not text.startswith("/"):
+        raise ConfigurationError(option, f"route path must start with '/': {pattern!r}")
+    segments: list[Segment] = []
+    parts = text[1:].split("/")
+    names_seen: set[str] = set()
+    for index, part in enumerate(parts):
+        if part.startswith("{") and part.endswith("}"):
+            name, _, kind = part[1:-1].partition(":")
+            if not name.isidentifier() or name in names_seen:
+                raise ConfigurationError(option, f"invalid parameter {part!r} in route {pattern!r}")
+            names_seen.add(name)
+            if kind == "path":
+                if index != len(parts) - 1:
+                    raise ConfigurationError(
+                        option, f"{{{name}:path}} must be the last segment in route {pattern!r}"
+                    )
+                segments.append(_REST)
+            elif kind == "":
+                segments.append(_PARAM)
+            else:
+                raise ConfigurationError(option, f"unknown converter {kind!r} in route {pattern!r}")
+        elif _BAD_STATIC & set(part):
+            raise ConfigurationError(option, f"invalid character in route {pattern!r}")
+        else:
+            segments.append(part)
+    return methods, segments
+
+
+class _Node(Generic[T]):
+    __slots__ = ("param", "rest", "static", "values")
+
+    def __init__(self) -> None:
+        self.static: dict[str, _Node[T]] = {}
+        self.param: _Node[T] | None = None
+        self.rest: dict[str, T] | None = None  # values of a {name:path} ending here
+        self.values: dict[str, T] | None = None  # values of a pattern ending at this node
+
+
+def _pick(values: Mapping[str, T] | None, method: str) -> tuple[bool, T | None]:
+    if values is None:
+        return False, None
+    if method in values:
+        return True, values[method]
+    if _ANY in values:
+        return True, values[_ANY]
+    return False, None
+
+
+class RouteTable(Generic[T]):
+    """Maps route patterns to values; :meth:`match` finds the most specific one for a request.
+
+    Built once from ``(pattern, value)`` pairs; the same pattern twice is a
+    :class:`ConfigurationError`.
+    """
+
+    __slots__ = ("_root", "_static", "patterns")
+
+    def __init__(
+        self, routes: Mapping[str, T] | Iterable[tuple[str, T]] = (), *, option: str = "routes"
+    ) -> None:
+        self._static: dict[str, dict[str, T]] = {}
+        self._root: _Node[T] = _Node()
+        self.patterns: list[str] = []
+        items = routes.items() if isinstance(routes, Mapping) else routes
+        seen: set[tuple[str, str]] = set()
+        for pattern, value in items:
+            methods, segments = parse_pattern(pattern, option)
+            shape = "/" + "/".join(s if isinstance(s, str) else f"{{{s}}}" for s in segments)
+            for method in methods:
+                if (method, shape) in seen:
+                    raise ConfigurationError(option, f"route {pattern!r} is given twice")
+                seen.add((method, shape))
+                self._insert(method, segments, value)
+            self.patterns.append(pattern)
+
+    def __bool__(self) -> bool:
+        return bool(self.patterns)
+
+    def _insert(self, method: str, segments: list[Segment], value: T) -> None:
+        if all(isinstance(s, str) for s in segments):
+            path = "/" + "/".join(s for s in segments if isinstance(s, str))
+            self._static.setdefault(path, {})[method] = value
+            return
+        node = self._root
+        for segment in segments:
+            if segment == _REST:
+                if node.rest is None:
+                    node.rest = {}
+                node.rest[method] = value
+                return
+            if segment == _PARAM:
+                if node.param is None:
+                    node.param = _Node()
+                node = node.param
+            else:
+                assert isinstance(segment, str)
+                node = node.static.setdefault(segment, _Node())
+        if node.values is None:
+            node.values = {}
+        node.values[method] = value
+
+    def match(self, method: str, path: str) -> T | None:
+        """The value of the most specific pattern matching ``method`` and ``path``, or None."""
+        exact = self._static.get(path)
+        if exact is not None:
+            found, value = _pick(exact, method)
+            if found:
+                return value
+        if not path.startswith("/"):
+            return None
+        return self._walk(self._root, path[1:].split("/"), 0, method)[1]
+
+    def _walk(
+        self, node: _Node[T], parts: list[str], index: int, method: str
+    ) -> tuple[bool, T | None]:
+        if index == len(parts):
+            return _pick(node.values, method)
+        part = parts[index]
+        child = node.static.get(part)
+        if child is not None:
+            found, value = self._walk(child, parts, index + 1, method)
+            if found:
+                return found, value
+        if node.param is not None and part:
+            found, value = self._walk(node.param, parts, index + 1, method)
+            if found:
+                return found, value
+        return _pick(node.rest, method)

@@ -1,0 +1,81 @@
+"""Project sessions: nox -s tests, lint, typecheck, docs, bench."""
+
+from __future__ import annotations
+
+import os
+import shutil
+
+import nox
+
+nox.options.sessions = ["tests", "lint", "typecheck"]
+nox.options.reuse_existing_virtualenvs = True
+nox.options.error_on_missing_interpreters = True
+
+COVERAGE_FLOOR = 95
+
+
+def _ensure_debian_packages(session: nox.Session, *packages: str) -> None:
+    """Install Debian packages the tests need (a real redis-server) when they are missing."""
+    missing = [p for p in packages if shutil.which(p.replace("-tools", "")) is None]
+    if not missing:
+        return
+    if shutil.which("apt-get") is None or os.geteuid() != 0:
+        session.error(
+            f"install {' '.join(missing)} (Debian: apt-get install -y {' '.join(missing)})"
+        )
+    session.run("apt-get", "update", "-qq", external=True)
+    session.run(
+        "apt-get",
+        "install",
+        "-y",
+        "-qq",
+        *missing,
+        external=True,
+        env={"DEBIAN_FRONTEND": "noninteractive"},
+    )
+
+
+@nox.session
+def tests(session: nox.Session) -> None:
+    """Run the test suite with branch coverage and a floor."""
+    _ensure_debian_packages(session, "redis-server")
+    session.install("-e", ".[dev]")
+    session.run(
+        "pytest",
+        "--cov=asgi_guard",
+        "--cov-branch",
+        "--cov-report=term-missing:skip-covered",
+        f"--cov-fail-under={COVERAGE_FLOOR}",
+        *session.posargs,
+    )
+
+
+@nox.session
+def lint(session: nox.Session) -> None:
+    """ruff lint and format check."""
+    session.install("ruff>=0.6")
+    session.run("ruff", "check", "asgi_guard", "tests", "benchmarks", "examples", "noxfile.py")
+    session.run(
+        "ruff", "format", "--check", "asgi_guard", "tests", "benchmarks", "examples", "noxfile.py"
+    )
+
+
+@nox.session
+def typecheck(session: nox.Session) -> None:
+    """mypy --strict over the package."""
+    session.install("-e", ".[dev]")
+    session.run("mypy", "--strict", "asgi_guard")
+
+
+@nox.session
+def docs(session: nox.Session) -> None:
+    """Build the documentation site with --strict, so a broken reference fails."""
+    session.install("-e", ".", "mkdocs-material>=9.5", "mkdocstrings[python]>=0.26")
+    session.run("mkdocs", "build", "--strict", "--site-dir", "site")
+
+
+@nox.session(default=False)
+def bench(session: nox.Session) -> None:
+    """In-process benchmarks: every layer, the whole stack and the peers, as ratios in one run."""
+    session.install("-e", ".[dev]", "slowapi>=0.1.9", "pyjwt[crypto]>=2.8", "matplotlib>=3.8")
+    session.run("python", "-m", "benchmarks", *session.posargs)

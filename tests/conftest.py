@@ -1,0 +1,92 @@
+"""Shared fixtures: a recording ASGI app, an httpx client factory and a raw websocket driver."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import httpx
+import pytest
+
+from asgi_guard._asgi import ASGIApp, Message, Scope
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+class RecordingApp:
+    """A raw ASGI app that records every scope it is called with and answers 200 ``ok``."""
+
+    def __init__(
+        self, body: bytes = b"ok", headers: list[tuple[bytes, bytes]] | None = None
+    ) -> None:
+        self.scopes: list[Scope] = []
+        self.body = body
+        self.headers = headers or [(b"content-type", b"text/plain")]
+
+    @property
+    def calls(self) -> int:
+        return len(self.scopes)
+
+    async def __call__(self, scope: Scope, receive: Any, send: Any) -> None:
+        self.scopes.append(dict(scope))
+        if scope["type"] == "http":
+            await send(
+                {"type": "http.response.start", "status": 200, "headers": list(self.headers)}
+            )
+            await send({"type": "http.response.body", "body": self.body})
+        elif scope["type"] == "websocket":
+            await receive()
+            await send({"type": "websocket.accept"})
+            await send({"type": "websocket.close", "code": 1000})
+
+
+@pytest.fixture
+def app() -> RecordingApp:
+    return RecordingApp()
+
+
+def client_for(
+    asgi: ASGIApp, peer: str = "127.0.0.1", base_url: str = "https://testserver"
+) -> httpx.AsyncClient:
+    """An httpx client that drives ``asgi`` in-process, seen as coming from ``peer``."""
+    transport = httpx.ASGITransport(app=asgi, client=(peer, 51000))
+    return httpx.AsyncClient(transport=transport, base_url=base_url)
+
+
+async def run_websocket(
+    asgi: ASGIApp,
+    scope_extra: dict[str, Any] | None = None,
+    headers: list[tuple[bytes, bytes]] | None = None,
+) -> list[Message]:
+    """Drive a websocket handshake through ``asgi``; returns what it sent."""
+    scope: dict[str, Any] = {
+        "type": "websocket",
+        "asgi": {"version": "3.0"},
+        "scheme": "wss",
+        "path": "/ws",
+        "raw_path": b"/ws",
+        "root_path": "",
+        "query_string": b"",
+        "headers": headers or [(b"host", b"testserver")],
+        "client": ("127.0.0.1", 51000),
+        "server": ("testserver", 443),
+        "subprotocols": [],
+    }
+    scope.update(scope_extra or {})
+    sent: list[Message] = []
+    incoming = [{"type": "websocket.connect"}, {"type": "websocket.disconnect", "code": 1000}]
+
+    async def receive() -> Message:
+        return incoming.pop(0) if incoming else {"type": "websocket.disconnect", "code": 1000}
+
+    async def send(message: Message) -> None:
+        sent.append(message)
+
+    await asgi(scope, receive, send)
+    return sent
+
+
+Factory = Callable[..., ASGIApp]

@@ -1,0 +1,153 @@
+"""The shared ASGI core: header helpers, problem responses, header injection, request info."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+import pytest
+
+from asgi_guard._asgi import (
+    Problem,
+    get_header,
+    header_values,
+    parse_host,
+    request_info,
+    send_response,
+    split_comma,
+    with_headers,
+)
+
+pytestmark = pytest.mark.anyio
+
+HEADERS = [(b"host", b"a"), (b"x-list", b"1, 2"), (b"x-list", b" 3 ,,4 "), (b"accept", b"*/*")]
+
+
+def test_get_header_and_values() -> None:
+    """The first value, every value in order, and None when absent."""
+    assert get_header(HEADERS, b"x-list") == b"1, 2"
+    assert get_header(HEADERS, b"missing") is None
+    assert header_values(HEADERS, b"x-list") == [b"1, 2", b" 3 ,,4 "]
+    assert header_values(HEADERS, b"missing") == []
+
+
+def test_split_comma_joins_lines_and_drops_empty_items() -> None:
+    """RFC 9110 list syntax: repeated lines joined, whitespace and empty items dropped."""
+    assert split_comma(header_values(HEADERS, b"x-list")) == [b"1", b"2", b"3", b"4"]
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("Example.COM", ("example.com", None)),
+        ("example.com.", ("example.com.", None)),
+        ("a-b.c_d:65535", ("a-b.c_d", 65535)),
+        ("[::1]", ("[::1]", None)),
+        ("[::1]:8080", ("[::1]", 8080)),
+        ("[::1]x", None),
+        ("[nope]:80", None),
+        ("-a.com", None),
+        ("a..com", None),
+        ("a.com:0", None),
+        ("a.com:１２", None),
+        ("a.com:123456", None),
+        ("a.com:+80", None),
+        ("", None),
+        ("a" * 64 + ".com", None),
+    ],
+)
+def test_parse_host(value: str, expected: tuple[str, int | None] | None) -> None:
+    """Only syntactically valid host[:port] values are accepted."""
+    assert parse_host(value) == expected
+
+
+async def test_problem_http_response() -> None:
+    """A problem is problem+json with the RFC 9457 members, a code, and extra headers."""
+    sent: list[dict[str, Any]] = []
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    scope: dict[str, Any] = {"type": "http"}
+    problem = Problem(429, "ratelimit.exceeded", "Too Many Requests", "Slow down.")
+    await problem.send(scope, None, send, [(b"retry-after", b"3")], extra={"limit": 5})  # type: ignore[arg-type]
+    assert sent[0] == {
+        "type": "http.response.start",
+        "status": 429,
+        "headers": [
+            (b"content-type", b"application/problem+json"),
+            (b"retry-after", b"3"),
+            (b"content-length", str(len(sent[1]["body"])).encode()),
+        ],
+    }
+    assert orjson.loads(sent[1]["body"]) == {
+        "type": "about:blank",
+        "title": "Too Many Requests",
+        "status": 429,
+        "detail": "Slow down.",
+        "code": "ratelimit.exceeded",
+        "limit": 5,
+    }
+    assert scope["state"]["asgi_guard"].code == "ratelimit.exceeded"
+
+
+async def test_problem_websocket_disconnected_before_connect_sends_nothing() -> None:
+    """If the client is already gone, a websocket refusal sends nothing."""
+    sent: list[dict[str, Any]] = []
+
+    async def receive() -> dict[str, Any]:
+        return {"type": "websocket.disconnect", "code": 1006}
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    await Problem(403, "x", "Forbidden", "no").send({"type": "websocket"}, receive, send)
+    assert sent == []
+
+
+async def test_with_headers_injects_once_and_passes_bodies() -> None:
+    """Extra headers go into the start message only; bodies are the same objects."""
+    sent: list[dict[str, Any]] = []
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    wrapped = with_headers(send, [(b"x-a", b"1")], unless=b"x-a")
+    body = {"type": "http.response.body", "body": b"data"}
+    await wrapped({"type": "http.response.start", "status": 200, "headers": [(b"x-b", b"2")]})
+    await wrapped(body)
+    assert sent[0]["headers"] == [(b"x-b", b"2"), (b"x-a", b"1")]
+    assert sent[1] is body
+
+    sent.clear()
+    await wrapped({"type": "http.response.start", "status": 200, "headers": [(b"X-A", b"mine")]})
+    assert sent[0]["headers"] == [(b"X-A", b"mine")]
+
+    sent.clear()
+    await with_headers(send, [(b"x-a", b"1")])({"type": "http.response.start", "status": 204})
+    assert sent[0]["headers"] == [(b"x-a", b"1")]
+
+
+async def test_send_response_sets_content_length() -> None:
+    """A plain response carries an exact content-length."""
+    sent: list[dict[str, Any]] = []
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    await send_response(send, 200, [], b"hello")
+    assert sent == [
+        {"type": "http.response.start", "status": 200, "headers": [(b"content-length", b"5")]},
+        {"type": "http.response.body", "body": b"hello"},
+    ]
+
+
+def test_request_info_is_created_once_and_keeps_framework_state() -> None:
+    """scope['state'] is never replaced; the record is shared by every layer."""
+    state = {"framework": 1}
+    scope: dict[str, Any] = {"state": state}
+    info = request_info(scope)
+    assert request_info(scope) is info
+    assert scope["state"] is state
+    assert state["framework"] == 1
+    assert (info.request_id, info.code, info.shadow, info.ratelimit) == (None, None, False, None)
