@@ -130,8 +130,14 @@ def with_headers(send: Send, extra: Headers, *, unless: bytes | None = None) -> 
 
     async def send_with_headers(message: Message) -> None:
         if message["type"] == "http.response.start":
-            headers = message.get("headers") or ()
-            if unless is None or not any(key.lower() == unless for key, _ in headers):
+            headers = message.get("headers", ())
+            if unless is not None:
+                for key, _ in headers:
+                    if key.lower() == unless:
+                        break
+                else:
+                    message["headers"] = [*headers, *extra]
+            else:
                 message["headers"] = [*headers, *extra]
         await send(message)
 

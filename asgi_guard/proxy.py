@@ -5,7 +5,7 @@ from __future__ import annotations
 import functools
 import ipaddress
 from collections.abc import Iterable
-from typing import Final, Literal
+from typing import Any, Final, Literal
 
 from ._asgi import ASGIApp, Receive, Scope, Send, parse_host
 from .errors import ConfigurationError
@@ -18,6 +18,22 @@ _TRUSTED: Final = 2
 _SCHEMES: Final = {"http": ("http", "ws"), "https": ("https", "wss")}
 
 Hop = tuple[str, int]
+#: (client, (http scheme, websocket scheme), Host value): what a header value resolves to.
+_Resolved = tuple[Hop | None, tuple[str, str] | None, bytes | None]
+_X_NAMES: Final = frozenset((b"x-forwarded-for", b"x-forwarded-proto", b"x-forwarded-host"))
+#: Distinct header values remembered per instance; values longer than _MEMO_MAX_VALUE bytes
+#: are resolved every time, so hostile input cannot pin much memory.
+_MEMO_SIZE: Final = 4096
+_MEMO_MAX_VALUE: Final = 256
+_MISS: Final = object()
+
+
+def _item(raw: bytes, index: int, count: int) -> bytes:
+    """The list item at ``index`` when the list has ``count`` items, else the last one."""
+    if b"," not in raw:
+        return raw.strip()
+    items = raw.split(b",")
+    return items[index if len(items) == count and index >= 0 else -1].strip()
 
 
 class _TrustedProxies:
@@ -173,6 +189,8 @@ class ProxyHeadersMiddleware:
         self.mode = mode
         self._trusted = _TrustedProxies(trusted)
         self._classify = self._trusted.classify
+        # Header values repeat from request to request: resolve each distinct one once.
+        self._memo: dict[Any, _Resolved | None] = {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]
@@ -189,7 +207,7 @@ class ProxyHeadersMiddleware:
         """Index and address of the client: the rightmost hop that is not a trusted proxy."""
         classify = self._classify
         for index in range(len(hops) - 1, -1, -1):
-            node = _parse_node(hops[index])
+            node = _parse_node(hops[index].strip())
             if node is None:
                 return None
             verdict = classify(node[0])
@@ -198,67 +216,93 @@ class ProxyHeadersMiddleware:
             if verdict == _UNTRUSTED:
                 return index, node
         # Every hop is a trusted proxy: the leftmost one is where the request entered.
-        node = _parse_node(hops[0])
+        node = _parse_node(hops[0].strip())
         return (0, node) if node is not None else None
 
-    def _x_forwarded(self, scope: Scope, kind: str) -> None:
-        fors: list[str] = []
-        protos: list[str] = []
-        hosts: list[str] = []
-        for name, value in scope["headers"]:
-            if name == b"x-forwarded-for":
-                fors.extend(value.decode("latin-1").split(","))
-            elif name == b"x-forwarded-proto":
-                protos.extend(value.decode("latin-1").split(","))
-            elif name == b"x-forwarded-host":
-                hosts.extend(value.decode("latin-1").split(","))
-        index = -1
-        if fors:
-            fors = [item.strip() for item in fors]
-            picked = self._pick(fors)
+    def _x_chain(
+        self, fors: bytes | None, protos: bytes | None, hosts: bytes | None
+    ) -> _Resolved | None:
+        """Resolve X-Forwarded-For/Proto/Host values to (client, proto, host); None ignores all."""
+        index, count, client = -1, 0, None
+        if fors is not None:
+            hops = fors.decode("latin-1").split(",")
+            picked = self._pick(hops)
             if picked is None:
-                return  # a malformed chain tells nothing reliable: keep the peer
-            index, node = picked
-            scope["client"] = node
-        # X-Forwarded-Proto/Host lists line up with X-Forwarded-For only when every proxy
-        # appended to all of them; otherwise only the last value, set by our proxy, is trusted.
-        if protos:
-            at = index if len(protos) == len(fors) and index >= 0 else -1
-            self._set_scheme(scope, kind, protos[at].strip())
-        if hosts:
-            at = index if len(hosts) == len(fors) and index >= 0 else -1
-            self._set_host(scope, hosts[at].strip())
+                return None  # a malformed chain tells nothing reliable: keep the peer
+            (index, client), count = picked, len(hops)
+        # X-Forwarded-Proto/Host line up with X-Forwarded-For only when every proxy appended
+        # to all of them; otherwise only the last value, set by our own proxy, is trusted.
+        proto = None if protos is None else _item(protos, index, count).decode("latin-1")
+        host = None if hosts is None else _item(hosts, index, count).decode("latin-1")
+        return _resolved(client, proto, host)
 
-    def _forwarded(self, scope: Scope, kind: str) -> None:
-        values = [value for name, value in scope["headers"] if name == b"forwarded"]
-        if not values:
-            return
-        elements = _parse_forwarded(", ".join(v.decode("latin-1") for v in values))
-        if not elements:
-            return
-        if any("for" not in element for element in elements):
-            return
+    def _forwarded_chain(self, raw: bytes) -> _Resolved | None:
+        """Resolve a Forwarded value to the (client, proto, host) of the client's element."""
+        elements = _parse_forwarded(raw.decode("latin-1"))
+        if not elements or any("for" not in element for element in elements):
+            return None
         picked = self._pick([element["for"] for element in elements])
         if picked is None:
-            return
-        index, node = picked
-        scope["client"] = node
-        element = elements[index]
-        if "proto" in element:
-            self._set_scheme(scope, kind, element["proto"])
-        if "host" in element:
-            self._set_host(scope, element["host"])
+            return None
+        element = elements[picked[0]]
+        return _resolved(picked[1], element.get("proto"), element.get("host"))
 
-    @staticmethod
-    def _set_scheme(scope: Scope, kind: str, proto: str) -> None:
-        schemes = _SCHEMES.get(proto.lower())
-        if schemes is not None:
-            scope["scheme"] = schemes[kind == "websocket"]
-
-    @staticmethod
-    def _set_host(scope: Scope, host: str) -> None:
-        if parse_host(host) is None:
+    def _x_forwarded(self, scope: Scope, kind: str) -> None:
+        fors: bytes | None = None
+        protos: bytes | None = None
+        hosts: bytes | None = None
+        for name, value in scope["headers"]:
+            if name in _X_NAMES:
+                if name == b"x-forwarded-for":
+                    fors = value if fors is None else fors + b"," + value
+                elif name == b"x-forwarded-proto":
+                    protos = value if protos is None else protos + b"," + value
+                else:
+                    hosts = value if hosts is None else hosts + b"," + value
+        if fors is None and protos is None and hosts is None:
             return
+        key = (fors, protos, hosts)
+        resolved = self._memo.get(key, _MISS)
+        if resolved is _MISS:
+            resolved = self._remember(key, self._x_chain(fors, protos, hosts))
+        if resolved is not None:
+            _apply(scope, kind, resolved)  # type: ignore[arg-type]
+
+    def _forwarded(self, scope: Scope, kind: str) -> None:
+        raw: bytes | None = None
+        for name, value in scope["headers"]:
+            if name == b"forwarded":
+                raw = value if raw is None else raw + b"," + value
+        if raw is not None:
+            resolved = self._memo.get(raw, _MISS)
+            if resolved is _MISS:
+                resolved = self._remember(raw, self._forwarded_chain(raw))
+            if resolved is not None:
+                _apply(scope, kind, resolved)  # type: ignore[arg-type]
+
+    def _remember(self, key: Any, resolved: _Resolved | None) -> _Resolved | None:
+        size = sum(len(part) for part in key if part) if isinstance(key, tuple) else len(key)
+        if size <= _MEMO_MAX_VALUE:
+            if len(self._memo) >= _MEMO_SIZE:
+                self._memo.clear()
+            self._memo[key] = resolved
+        return resolved
+
+
+def _resolved(client: Hop | None, proto: str | None, host: str | None) -> _Resolved:
+    """Validate a hop's proto and host once; invalid ones are dropped (left as they were)."""
+    schemes = None if proto is None else _SCHEMES.get(proto.lower())
+    valid_host = None if host is None or parse_host(host) is None else host.encode("latin-1")
+    return client, schemes, valid_host
+
+
+def _apply(scope: Scope, kind: str, resolved: _Resolved) -> None:
+    client, schemes, host = resolved
+    if client is not None:
+        scope["client"] = client
+    if schemes is not None:
+        scope["scheme"] = schemes[kind == "websocket"]
+    if host is not None:
         headers = [(k, v) for k, v in scope["headers"] if k != b"host"]
-        headers.append((b"host", host.encode("latin-1")))
+        headers.append((b"host", host))
         scope["headers"] = headers
