@@ -68,7 +68,8 @@ def _runner(case: Case) -> Callable[[int], Awaitable[None]]:
 
         return run_calls
 
-    assert case.app is not None and case.scope is not None
+    assert case.app is not None
+    assert case.scope is not None
     app, make_scope = case.app, case.scope
     message = {"type": "http.request", "body": case.body, "more_body": False}
 
