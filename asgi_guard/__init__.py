@@ -4,12 +4,16 @@ from __future__ import annotations
 
 from .errors import ConfigurationError
 from .https import HTTPSRedirectMiddleware
+from .jwt import AnonymousUser, AuthenticatedUser, JWTAuthMiddleware
 from .proxy import ProxyHeadersMiddleware
 from .routes import RouteTable
 
 __all__ = [
+    "AnonymousUser",
+    "AuthenticatedUser",
     "ConfigurationError",
     "HTTPSRedirectMiddleware",
+    "JWTAuthMiddleware",
     "ProxyHeadersMiddleware",
     "RouteTable",
 ]

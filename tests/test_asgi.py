@@ -49,7 +49,7 @@ def test_split_comma_joins_lines_and_drops_empty_items() -> None:
         ("-a.com", None),
         ("a..com", None),
         ("a.com:0", None),
-        ("a.com:１２", None),
+        ("a.com:\uff11\uff12", None),
         ("a.com:123456", None),
         ("a.com:+80", None),
         ("", None),

@@ -1,0 +1,389 @@
+"""JWT bearer authentication with OAuth2 scope enforcement (RFC 6750, RFC 7519, RFC 9068)."""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import Any, Final, Literal
+
+from .._asgi import ASGIApp, Problem, Receive, Scope, Send
+from ..errors import ConfigurationError
+from ..routes import RouteTable
+from . import tokens
+from .keys import ALG_FAMILY, KeyStore, RemoteKeys, VerifyKey, load_jwks, secret_key
+from .tokens import TokenError
+from .user import ANONYMOUS, AnonymousUser, AuthenticatedUser
+
+__all__ = ["AnonymousUser", "AuthenticatedUser", "JWTAuthMiddleware"]
+
+_AUTHORIZATION: Final = b"authorization"
+#: RFC 6750 section 2.1: b64token = 1*( ALPHA / DIGIT / "-" / "." / "_" / "~" / "+" / "/" ) *"="
+_B64TOKEN: Final = frozenset(
+    b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~+/="
+)
+_MAX_TOKEN: Final = 16 * 1024
+_MAX_LEEWAY: Final = 300
+_DEFAULT_ALGORITHMS: Final = ("RS256", "ES256", "EdDSA")
+_HMAC: Final = frozenset({"HS256", "HS384", "HS512"})
+
+_MISSING: Final = Problem(401, "jwt.missing", "Unauthorized", "An access token is required.")
+_INVALID_REQUEST: Final = Problem(
+    400, "jwt.invalid_request", "Bad Request", "The Authorization header is malformed."
+)
+_TOO_LARGE: Final = Problem(401, "jwt.malformed", "Unauthorized", "The access token is too large.")
+_DENIED: Final = Problem(403, "jwt.denied", "Forbidden", "This route is not available.")
+_NO_KEYS: Final = Problem(
+    503, "jwt.keys_unavailable", "Service Unavailable", "Signing keys are not available yet."
+)
+_PUBLIC: Final = "public"
+
+
+class _Rule:
+    """What a route requires: nothing (public), a valid token, scopes, or no access (deny)."""
+
+    __slots__ = ("deny", "forbidden", "public", "scopes")
+
+    def __init__(
+        self, *, public: bool = False, deny: bool = False, scopes: frozenset[str] = frozenset()
+    ) -> None:
+        self.public = public
+        self.deny = deny
+        self.scopes = scopes
+        self.forbidden: Problem | None = None
+
+
+def _parse_rule(option: str, value: Any) -> _Rule:
+    if value == _PUBLIC:
+        return _Rule(public=True)
+    if value == "authenticated":
+        return _Rule()
+    if value == "deny":
+        return _Rule(deny=True)
+    if isinstance(value, str):
+        value = value.split()
+    if not isinstance(value, (list, tuple, set, frozenset)) or not all(
+        isinstance(item, str)
+        and item
+        and item.isprintable()
+        and " " not in item
+        and '"' not in item
+        and "\\" not in item
+        for item in value
+    ):
+        raise ConfigurationError(
+            option,
+            f"a rule is a list of scopes, 'public', 'authenticated' or 'deny', not {value!r}",
+        )
+    return _Rule(scopes=frozenset(value))
+
+
+def _bearer(headers: Iterable[tuple[bytes, bytes]]) -> bytes | Problem | None:
+    """The bearer token of the Authorization header (RFC 6750 section 2.1).
+
+    None when no bearer credentials were sent (no header, or another scheme); a Problem when
+    the header is malformed: two Authorization headers, an empty token, several tokens,
+    characters outside b64token, or an oversized token.
+    """
+    value: bytes | None = None
+    for name, header in headers:
+        if name == _AUTHORIZATION:
+            if value is not None:
+                return _INVALID_REQUEST
+            value = header
+    if value is None:
+        return None
+    scheme, _, token = value.strip(b" \t").partition(b" ")
+    if scheme.lower() != b"bearer":
+        return None
+    token = token.strip(b" ")
+    if len(token) > _MAX_TOKEN:
+        return _TOO_LARGE
+    if not token or not _B64TOKEN.issuperset(token) or b"=" in token.rstrip(b"="):
+        return _INVALID_REQUEST
+    return token
+
+
+class _CacheEntry:
+    __slots__ = ("exp", "kid", "nbf", "stale_at", "user")
+
+    def __init__(self, user: AuthenticatedUser, kid: str | None, stale_at: float) -> None:
+        self.user = user
+        self.kid = kid
+        claims = user.claims
+        self.exp: float = claims["exp"]
+        self.nbf: float | None = claims.get("nbf")
+        self.stale_at = stale_at
+
+
+class JWTAuthMiddleware:
+    """Authenticate ``Authorization: Bearer`` JWTs and enforce OAuth2 scopes per route.
+
+    Follows RFC 6750 (bearer tokens and their errors), RFC 7519 (claims), RFC 7515 (JWS) and
+    RFC 9068 (``typ: at+jwt``). Tokens are read from the Authorization header only, never from
+    query strings or cookies. ``alg`` must be in ``algorithms`` (``none`` never is) and match
+    the key's family; ``exp`` is required; ``nbf``/``iat`` are checked when present; ``issuer``
+    and ``audience`` must match when set; unknown ``crit`` parameters and duplicate JSON
+    members invalidate a token. ``jwk``/``jku``/``x5u``/``x5c`` headers are never used.
+
+    On success, ``scope["auth"]`` holds the verified claims and ``scope["user"]`` an
+    :class:`AuthenticatedUser`. Public routes pass without a token (a valid one is still
+    attached, an invalid one ignored; ``scope["user"]`` is then anonymous). Refusals are
+    problem+json with ``WWW-Authenticate: Bearer`` (RFC 6750 section 3): 401 without error for a
+    missing token, 400 ``invalid_request``, 401 ``invalid_token``, 403 ``insufficient_scope``.
+
+    Verified tokens are cached (bounded LRU keyed by a digest of the token); a hit still
+    checks ``exp``/``nbf`` and the route's scopes.
+
+    Args:
+        issuer: required ``iss`` (exact match); with ``discovery=True``, also where keys are found.
+        audience: accepted ``aud`` value(s); the token must name at least one.
+        algorithms: allowed algorithms; default RS256, ES256, EdDSA (HS256 with ``secret``).
+        jwks: a JWKS dict, JSON bytes, or path to a JWKS file.
+        jwks_url: a remote JWKS URL (needs the ``remote`` extra).
+        discovery: read ``{issuer}/.well-known/openid-configuration`` for ``jwks_uri``.
+        secret: an HMAC shared secret (then only HS256/384/512 are allowed).
+        rules: route pattern -> scopes (list or space-separated string), ``"public"``,
+            ``"authenticated"`` or ``"deny"``.
+        default: policy of routes no rule matches: ``"authenticated"``, ``"public"`` or ``"deny"``.
+        leeway: clock skew allowed on exp/nbf/iat, in seconds (at most 300).
+        token_type: required header ``typ`` (e.g. ``"at+jwt"``), compared per RFC 7515 4.1.9.
+        scope_claims: claims that grant scopes, in order.
+        realm: the ``realm`` of WWW-Authenticate challenges.
+        cache_size: verified-token cache entries; 0 disables the cache.
+        cache_max_age: longest time, in seconds, a verification is reused.
+        clock: returns the current Unix time; injectable for tests.
+    """
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        issuer: str | None = None,
+        audience: str | Iterable[str] | None = None,
+        algorithms: Sequence[str] | None = None,
+        jwks: Mapping[str, Any] | str | Path | bytes | None = None,
+        jwks_url: str | None = None,
+        discovery: bool = False,
+        secret: str | bytes | None = None,
+        rules: Mapping[str, Any] | None = None,
+        default: Literal["authenticated", "public", "deny"] = "authenticated",
+        leeway: float = 30,
+        token_type: str | None = None,
+        scope_claims: Sequence[str] = ("scope", "scp"),
+        realm: str = "api",
+        cache_size: int = 10_000,
+        cache_max_age: float = 300,
+        clock: Callable[[], float] = time.time,
+        jwks_timeout: float = 3.0,
+    ) -> None:
+        self.app = app
+        sources = [s for s in (jwks, jwks_url, secret) if s is not None] + (
+            [True] if discovery else []
+        )
+        if len(sources) != 1:
+            raise ConfigurationError(
+                "jwks", "give exactly one of jwks, jwks_url, discovery=True, secret"
+            )
+        if algorithms is None:
+            algorithms = ("HS256",) if secret is not None else _DEFAULT_ALGORITHMS
+        if isinstance(algorithms, str):
+            algorithms = (algorithms,)
+        for alg in algorithms:
+            if not isinstance(alg, str) or alg.lower() == "none" or alg not in ALG_FAMILY:
+                raise ConfigurationError(
+                    "algorithms", f"{alg!r} is not an accepted signature algorithm"
+                )
+        if secret is not None and not set(algorithms) <= _HMAC:
+            raise ConfigurationError(
+                "algorithms", "with secret=, only HS256, HS384, HS512 are allowed"
+            )
+        if secret is None and set(algorithms) & _HMAC:
+            raise ConfigurationError(
+                "algorithms", "HMAC algorithms need secret=, never a public key"
+            )
+        self.algorithms = frozenset(algorithms)
+        if not isinstance(leeway, (int, float)) or not 0 <= leeway <= _MAX_LEEWAY:
+            raise ConfigurationError("leeway", f"must be between 0 and {_MAX_LEEWAY} seconds")
+        if default not in ("authenticated", "public", "deny"):
+            raise ConfigurationError("default", "must be 'authenticated', 'public' or 'deny'")
+        if not isinstance(cache_size, int) or cache_size < 0:
+            raise ConfigurationError("cache_size", "must be a whole number >= 0")
+        if discovery and not issuer:
+            raise ConfigurationError("discovery", "needs issuer= to find the discovery document")
+        self.leeway = float(leeway)
+        self.issuer = issuer
+        if isinstance(audience, str):
+            audience = (audience,)
+        self.audiences = frozenset(audience) if audience is not None else None
+        if self.audiences is not None and not self.audiences:
+            raise ConfigurationError("audience", "must name at least one audience")
+        self.token_type = token_type
+        self.scope_claims = tuple(scope_claims)
+        self.clock = clock
+        self.cache_size = cache_size
+        self.cache_max_age = float(cache_max_age)
+        self._cache: OrderedDict[bytes, _CacheEntry] = OrderedDict()
+
+        self._remote: RemoteKeys | None = None
+        if jwks is not None:
+            self._keys = KeyStore(load_jwks(jwks))
+            if not self._keys.keys:
+                raise ConfigurationError("jwks", "contains no usable signing key")
+        elif secret is not None:
+            self._keys = KeyStore([secret_key(secret)])
+        else:
+            discovery_url = None
+            if discovery:
+                assert issuer is not None
+                discovery_url = issuer.rstrip("/") + "/.well-known/openid-configuration"
+            self._remote = RemoteKeys(
+                jwks_url=jwks_url,
+                discovery_url=discovery_url,
+                timeout=jwks_timeout,
+                on_change=self._forget_kids,
+            )
+            self._keys = self._remote.store
+
+        if '"' in realm or "\\" in realm or not realm.isprintable():
+            raise ConfigurationError("realm", "must be printable without quotes or backslashes")
+        challenge = f'Bearer realm="{realm}"'
+        self._challenges: dict[str, tuple[tuple[bytes, bytes], ...]] = {}
+        self._challenge_base = challenge
+
+        self._default = _parse_rule("default", default)
+        parsed = {
+            pattern: _parse_rule(f"rules[{pattern!r}]", value)
+            for pattern, value in (rules or {}).items()
+        }
+        for rule in [self._default, *parsed.values()]:
+            if rule.scopes:
+                rule.forbidden = Problem(
+                    403,
+                    "jwt.insufficient_scope",
+                    "Forbidden",
+                    "The access token lacks a required scope: "
+                    + " ".join(sorted(rule.scopes))
+                    + ".",
+                )
+        self._forbidden_headers = {}
+        for rule in [self._default, *parsed.values()]:
+            scopes = " ".join(sorted(rule.scopes))
+            value = f'{challenge}, error="insufficient_scope", scope="{scopes}"'
+            self._forbidden_headers[id(rule)] = ((b"www-authenticate", value.encode()),)
+        self._rules: RouteTable[_Rule] = RouteTable(parsed, option="rules")
+
+    # -- per request -----------------------------------------------------------------------
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        kind = scope["type"]
+        if kind != "http" and kind != "websocket":
+            await self.app(scope, receive, send)
+            return
+        rule = self._default
+        if self._rules:
+            root = scope.get("root_path", "")
+            path = scope["path"]
+            if root and path.startswith(root):
+                path = path[len(root) :]
+            rule = self._rules.match(scope.get("method", "GET"), path) or self._default
+        if rule.deny:
+            await _DENIED.send(scope, receive, send)
+            return
+
+        token = _bearer(scope["headers"])
+        if token.__class__ is bytes:
+            try:
+                assert isinstance(token, bytes)
+                user = await self._authenticate(token)
+            except TokenError as error:
+                problem = error.problem
+            else:
+                if rule.public or rule.scopes <= user.scopes:
+                    scope["auth"] = user.claims
+                    scope["user"] = user
+                    await self.app(scope, receive, send)
+                    return
+                assert rule.forbidden is not None
+                await rule.forbidden.send(scope, receive, send, self._forbidden_headers[id(rule)])
+                return
+        else:
+            problem = _MISSING if token is None else token  # type: ignore[assignment]
+        if rule.public:  # no usable token on a public route: the caller is anonymous
+            scope["auth"] = None
+            scope["user"] = ANONYMOUS
+            await self.app(scope, receive, send)
+            return
+        await problem.send(scope, receive, send, self._headers_for(problem))
+
+    def _headers_for(self, problem: Problem) -> tuple[tuple[bytes, bytes], ...]:
+        """RFC 6750 section 3 challenge (or Retry-After) for a refusal; cached per code."""
+        headers = self._challenges.get(problem.code)
+        if headers is None:
+            # The description is our own fixed text: never attacker bytes (no CR/LF, quotes).
+            error = f'error_description="{problem.detail}"'
+            if problem is _MISSING:
+                value = self._challenge_base
+            elif problem.status == 400:
+                value = f'{self._challenge_base}, error="invalid_request", {error}'
+            elif problem.status == 503:
+                headers = self._challenges[problem.code] = ((b"retry-after", b"5"),)
+                return headers
+            else:
+                value = f'{self._challenge_base}, error="invalid_token", {error}'
+            headers = self._challenges[problem.code] = ((b"www-authenticate", value.encode()),)
+        return headers
+
+    async def _authenticate(self, token: bytes) -> AuthenticatedUser:
+        """A verified user for ``token``, from the cache when possible."""
+        now = self.clock()
+        digest = hashlib.blake2b(token, digest_size=16).digest() if self.cache_size else b""
+        entry = self._cache.get(digest) if self.cache_size else None
+        if entry is not None:
+            if now < entry.stale_at and now < entry.exp + self.leeway:
+                if entry.nbf is not None and now + self.leeway < entry.nbf:
+                    raise TokenError(tokens.NOT_YET_VALID)
+                self._cache.move_to_end(digest)
+                return entry.user
+            del self._cache[digest]
+        user, kid = await self._verify(token, now)
+        if self.cache_size:
+            self._cache[digest] = _CacheEntry(user, kid, now + self.cache_max_age)
+            if len(self._cache) > self.cache_size:
+                self._cache.popitem(last=False)
+        return user
+
+    async def _verify(self, token: bytes, now: float) -> tuple[AuthenticatedUser, str | None]:
+        header, claims, signing_input, signature = tokens.parse(token)
+        alg = tokens.check_header(header, self.algorithms, self.token_type)
+        kid: str | None = header.get("kid")
+        keys = await self._candidates(kid, alg)
+        key = tokens.verify_signature(alg, signing_input, signature, keys)
+        tokens.check_times(claims, now, self.leeway)
+        tokens.check_claims(claims, self.issuer, self.audiences)
+        scopes = tokens.granted_scopes(claims, self.scope_claims)
+        return AuthenticatedUser(claims.get("sub"), scopes, claims), key.kid
+
+    async def _candidates(self, kid: str | None, alg: str) -> list[VerifyKey]:
+        remote = self._remote
+        if remote is not None and not await remote.ready():
+            raise TokenError(_NO_KEYS)
+        keys = self._keys.candidates(kid, alg)
+        if keys:
+            return keys
+        # An unknown kid may be a freshly rotated key: refetch (rate-limited, single flight).
+        unknown = kid is not None and kid not in self._keys.by_kid
+        if remote is not None and unknown and await remote.refetch_for_unknown_kid():
+            keys = self._keys.candidates(kid, alg)
+            if keys:
+                return keys
+        if kid is not None and kid not in self._keys.by_kid:
+            raise TokenError(tokens.UNKNOWN_KEY)
+        raise TokenError(tokens.BAD_ALG)
+
+    def _forget_kids(self, kids: set[str]) -> None:
+        """Drop cached verifications made with keys that left the key set."""
+        for digest in [d for d, entry in self._cache.items() if entry.kid in kids]:
+            del self._cache[digest]
