@@ -167,5 +167,133 @@ def routes() -> Group:
     )
 
 
+# --- JWT ------------------------------------------------------------------------------------
+
+
+def _jwt_material() -> dict[str, Any]:
+    import time as _time
+
+    from joserfc import jwt
+    from joserfc.jwk import ECKey, OctKey, RSAKey
+
+    rsa = RSAKey.generate_key(2048, parameters={"kid": "r1"})
+    ec = ECKey.generate_key("P-256", parameters={"kid": "e1"})
+    now = int(_time.time())
+    claims = {
+        "iss": "https://issuer.example",
+        "aud": "api",
+        "sub": "alice",
+        "exp": now + 3600,
+        "iat": now,
+        "scope": "orders:read orders:write",
+    }
+    secret = "s" * 40
+    return {
+        "rsa": rsa,
+        "ec": ec,
+        "secret": secret,
+        "claims": claims,
+        "rs256": jwt.encode({"alg": "RS256", "kid": "r1"}, claims, rsa, algorithms=["RS256"]),
+        "es256": jwt.encode({"alg": "ES256", "kid": "e1"}, claims, ec, algorithms=["ES256"]),
+        "hs256": jwt.encode(
+            {"alg": "HS256"}, claims, OctKey.import_key(secret.encode()), algorithms=["HS256"]
+        ),
+        "jwks": {"keys": [rsa.as_dict(private=False), ec.as_dict(private=False)]},
+    }
+
+
+_JWT: dict[str, Any] = {}
+
+
+def jwt_material() -> dict[str, Any]:
+    if not _JWT:
+        _JWT.update(_jwt_material())
+    return _JWT
+
+
+def _bearer(token: str) -> list[tuple[bytes, bytes]]:
+    return [(b"authorization", b"Bearer " + token.encode())]
+
+
+def pyjwt_peer(app: Any, key: Any, alg: str) -> Any:
+    """The hand-written alternative: a BaseHTTPMiddleware checking a bearer token with pyjwt."""
+    import jwt as pyjwt
+    from starlette.middleware.base import BaseHTTPMiddleware
+    from starlette.responses import JSONResponse
+
+    class PyJWTMiddleware(BaseHTTPMiddleware):
+        async def dispatch(self, request: Any, call_next: Any) -> Any:
+            header = request.headers.get("authorization", "")
+            if not header.lower().startswith("bearer "):
+                return JSONResponse({"detail": "missing"}, status_code=401)
+            try:
+                claims = pyjwt.decode(
+                    header[7:],
+                    key,
+                    algorithms=[alg],
+                    audience="api",
+                    issuer="https://issuer.example",
+                )
+            except pyjwt.PyJWTError:
+                return JSONResponse({"detail": "invalid"}, status_code=401)
+            request.scope["auth"] = claims
+            return await call_next(request)
+
+    return PyJWTMiddleware(app)
+
+
+def jwt_layer() -> Group:
+    from joserfc import jwt
+    from joserfc.jwk import KeySet
+
+    from asgi_guard import JWTAuthMiddleware
+
+    m = jwt_material()
+    options = {"issuer": "https://issuer.example", "audience": "api"}
+    cached = JWTAuthMiddleware(raw_app, jwks=m["jwks"], **options)
+    uncached = JWTAuthMiddleware(raw_app, jwks=m["jwks"], cache_size=0, **options)
+    hs = JWTAuthMiddleware(raw_app, secret=m["secret"], cache_size=0, **options)
+    keyset = KeySet.import_key_set(m["jwks"])
+    registry = jwt.JWTClaimsRegistry(
+        iss={"essential": True, "value": "https://issuer.example"},
+        aud={"essential": True, "value": "api"},
+    )
+    rs_token = m["rs256"]
+
+    async def joserfc_decode() -> None:
+        token = jwt.decode(rs_token, keyset, algorithms=["RS256"])
+        registry.validate(token.claims)
+
+    async def nothing() -> None:
+        return None
+
+    rs = scope_factory(_bearer(m["rs256"]))
+    es = scope_factory(_bearer(m["es256"]))
+    hs_scope = scope_factory(_bearer(m["hs256"]))
+    public_pem = m["rsa"].get_op_key("verify")
+    return Group(
+        "layer:jwt",
+        [
+            Case("raw ASGI app", raw_app, rs),
+            Case("JWTAuth cached token (RS256)", cached, rs),
+            Case("JWTAuth uncached RS256", uncached, rs),
+            Case("JWTAuth uncached ES256", uncached, es),
+            Case("JWTAuth uncached HS256", hs, hs_scope),
+            Case(
+                "peer: BaseHTTPMiddleware + pyjwt RS256",
+                pyjwt_peer(raw_app, public_pem, "RS256"),
+                rs,
+            ),
+        ],
+    ), Group(
+        "library:jwt",
+        [
+            Case("empty coroutine", call=nothing),
+            Case("joserfc jwt.decode + claims validation (RS256)", call=joserfc_decode),
+        ],
+        "The library floor an uncached RS256 verification is compared with.",
+    )
+
+
 def build_groups() -> list[Group]:
-    return [floor(), proxy_layer(), https_layer(), routes()]
+    return [floor(), proxy_layer(), https_layer(), routes(), *jwt_layer()]

@@ -21,9 +21,7 @@ __all__ = ["AnonymousUser", "AuthenticatedUser", "JWTAuthMiddleware"]
 
 _AUTHORIZATION: Final = b"authorization"
 #: RFC 6750 section 2.1: b64token = 1*( ALPHA / DIGIT / "-" / "." / "_" / "~" / "+" / "/" ) *"="
-_B64TOKEN: Final = frozenset(
-    b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~+/="
-)
+_B64TOKEN: Final = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~+/="
 _MAX_TOKEN: Final = 16 * 1024
 _MAX_LEEWAY: Final = 300
 _DEFAULT_ALGORITHMS: Final = ("RS256", "ES256", "EdDSA")
@@ -101,9 +99,8 @@ def _bearer(headers: Iterable[tuple[bytes, bytes]]) -> bytes | Problem | None:
     token = token.strip(b" ")
     if len(token) > _MAX_TOKEN:
         return _TOO_LARGE
-    if not token or not _B64TOKEN.issuperset(token) or b"=" in token.rstrip(b"="):
-        return _INVALID_REQUEST
-    return token
+    # The b64token syntax is checked on a cache miss only: a hit is a token checked before.
+    return token if token else _INVALID_REQUEST
 
 
 class _CacheEntry:
@@ -295,9 +292,14 @@ class JWTAuthMiddleware:
 
         token = _bearer(scope["headers"])
         if token.__class__ is bytes:
+            assert isinstance(token, bytes)
             try:
-                assert isinstance(token, bytes)
-                user = await self._authenticate(token)
+                # Cache key: SHA-256 of the whole token, so no two tokens can share an entry.
+                user = (
+                    self._cached(hashlib.sha256(token).digest(), self.clock())
+                    if self.cache_size
+                    else None
+                ) or await self._authenticate(token)
             except TokenError as error:
                 problem = error.problem
             else:
@@ -336,21 +338,29 @@ class JWTAuthMiddleware:
             headers = self._challenges[problem.code] = ((b"www-authenticate", value.encode()),)
         return headers
 
+    def _cached(self, digest: bytes, now: float) -> AuthenticatedUser | None:
+        """The user of a cached verification still within exp/nbf and the cache's max age."""
+        entry = self._cache.get(digest)
+        if entry is None:
+            return None
+        if now < entry.stale_at and now < entry.exp + self.leeway:
+            if entry.nbf is not None and now + self.leeway < entry.nbf:
+                raise TokenError(tokens.NOT_YET_VALID)
+            self._cache.move_to_end(digest)
+            return entry.user
+        del self._cache[digest]
+        return None
+
     async def _authenticate(self, token: bytes) -> AuthenticatedUser:
-        """A verified user for ``token``, from the cache when possible."""
+        """Verify ``token`` (a cache miss) and remember the result."""
+        if token.translate(None, _B64TOKEN) or b"=" in token.rstrip(b"="):
+            raise TokenError(_INVALID_REQUEST)  # several tokens, quotes, control bytes...
         now = self.clock()
-        digest = hashlib.blake2b(token, digest_size=16).digest() if self.cache_size else b""
-        entry = self._cache.get(digest) if self.cache_size else None
-        if entry is not None:
-            if now < entry.stale_at and now < entry.exp + self.leeway:
-                if entry.nbf is not None and now + self.leeway < entry.nbf:
-                    raise TokenError(tokens.NOT_YET_VALID)
-                self._cache.move_to_end(digest)
-                return entry.user
-            del self._cache[digest]
         user, kid = await self._verify(token, now)
         if self.cache_size:
-            self._cache[digest] = _CacheEntry(user, kid, now + self.cache_max_age)
+            self._cache[hashlib.sha256(token).digest()] = _CacheEntry(
+                user, kid, now + self.cache_max_age
+            )
             if len(self._cache) > self.cache_size:
                 self._cache.popitem(last=False)
         return user
