@@ -6,6 +6,7 @@ from .errors import ConfigurationError
 from .https import HTTPSRedirectMiddleware
 from .jwt import AnonymousUser, AuthenticatedUser, JWTAuthMiddleware
 from .proxy import ProxyHeadersMiddleware
+from .ratelimit import RateLimitMiddleware
 from .routes import RouteTable
 
 __all__ = [
@@ -15,6 +16,7 @@ __all__ = [
     "HTTPSRedirectMiddleware",
     "JWTAuthMiddleware",
     "ProxyHeadersMiddleware",
+    "RateLimitMiddleware",
     "RouteTable",
 ]
 __version__ = "0.1.0"

@@ -151,7 +151,7 @@ class HTTPSRedirectMiddleware:
             await self.app(scope, receive, send)
 
     def _is_exempt(self, scope: Scope) -> bool:
-        return self._exempt.match(scope.get("method", "GET"), scope["path"]) is not None
+        return self._exempt.match_scope(scope) is not None
 
     def _redirect_host(self, scope: Scope) -> str | None:
         if self._host is not None:

@@ -10,8 +10,8 @@ An exact static path costs one dict lookup.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
-from typing import Final, Generic, TypeVar
+from collections.abc import Iterable, Mapping, MutableMapping
+from typing import Any, Final, Generic, TypeVar
 
 from .errors import ConfigurationError
 
@@ -156,6 +156,15 @@ class RouteTable(Generic[T]):
         if not path.startswith("/"):
             return None
         return self._walk(self._root, path[1:].split("/"), 0, method)[1]
+
+    def match_scope(self, scope: MutableMapping[str, Any]) -> T | None:
+        """:meth:`match` for an ASGI scope: its method (GET for a websocket) and its path
+        relative to ``root_path``, as the framework's own router sees it."""
+        path: str = scope["path"]
+        root: str = scope.get("root_path", "")
+        if root and path.startswith(root):
+            path = path[len(root) :]
+        return self.match(scope.get("method", "GET"), path)
 
     def _walk(
         self, node: _Node[T], parts: list[str], index: int, method: str

@@ -281,11 +281,7 @@ class JWTAuthMiddleware:
             return
         rule = self._default
         if self._rules:
-            root = scope.get("root_path", "")
-            path = scope["path"]
-            if root and path.startswith(root):
-                path = path[len(root) :]
-            rule = self._rules.match(scope.get("method", "GET"), path) or self._default
+            rule = self._rules.match_scope(scope) or self._default
         if rule.deny:
             await _DENIED.send(scope, receive, send)
             return

@@ -1,0 +1,384 @@
+"""Rate limiting on the ``limits`` library (async API), in memory or on Redis/Valkey."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import importlib.util
+import logging
+import math
+import re
+import time
+from collections.abc import Callable, Mapping
+from typing import Any, Final, Literal
+
+from limits import RateLimitItem, parse_many
+from limits.aio.strategies import (
+    FixedWindowRateLimiter,
+    MovingWindowRateLimiter,
+    RateLimiter,
+    SlidingWindowCounterRateLimiter,
+)
+from limits.errors import ConfigurationError as LimitsConfigurationError
+from limits.errors import StorageError
+from limits.storage import storage_from_string
+
+from ._asgi import ASGIApp, Problem, Receive, Scope, Send, request_info, with_headers
+from .errors import ConfigurationError
+from .routes import RouteTable
+
+__all__ = ["RateLimitMiddleware"]
+
+logger = logging.getLogger("asgi_guard.ratelimit")
+
+_STRATEGIES: Final[dict[str, type[RateLimiter]]] = {
+    "sliding-window": SlidingWindowCounterRateLimiter,
+    "moving-window": MovingWindowRateLimiter,
+    "fixed-window": FixedWindowRateLimiter,
+}
+_EXCEEDED: Final = Problem(
+    429, "ratelimit.exceeded", "Too Many Requests", "The rate limit for this route was exceeded."
+)
+_UNAVAILABLE: Final = Problem(
+    503, "ratelimit.unavailable", "Service Unavailable", "Rate limiting is unavailable."
+)
+#: Identifiers made only of these characters (and short) are used as they are; anything else
+#: is hashed. Neither "/" (limits' key separator) nor the "=" / "#" markers are in the set, so
+#: the encoding is injective: two identities never share a counter.
+_SAFE_ID: Final = re.compile(r"[A-Za-z0-9._:@+-]{1,64}")
+_BREAKER_MIN, _BREAKER_MAX = 1.0, 30.0
+_EXEMPT: Final = "exempt"
+
+KeyFunc = Callable[[Scope], "str | None"]
+
+
+class _Policy:
+    """The limits of one route (or of the default), with precomputed header parts."""
+
+    __slots__ = ("bucket", "cost", "items", "names")
+
+    def __init__(self, items: list[RateLimitItem], bucket: str, cost: int) -> None:
+        self.items = items
+        self.bucket = bucket
+        self.cost = cost
+        self.names = [f"{item.amount}-per-{item.get_expiry()}s" for item in items]
+
+
+_NO_LIMIT: Final = _Policy([], "", 0)
+
+
+def _parse_limit(option: str, value: Any) -> list[RateLimitItem]:
+    if not isinstance(value, str):
+        raise ConfigurationError(
+            option, f"a rate limit is a string like '100/minute', not {value!r}"
+        )
+    try:
+        items = parse_many(value)
+    except (ValueError, LimitsConfigurationError):
+        raise ConfigurationError(option, f"invalid rate {value!r}") from None
+    if not items or any(item.amount < 1 for item in items):
+        raise ConfigurationError(option, f"invalid rate {value!r}")
+    return items
+
+
+def _encode_id(value: str) -> str:
+    if _SAFE_ID.fullmatch(value):
+        return "=" + value
+    return "#" + hashlib.sha256(value.encode("utf-8", "surrogatepass")).hexdigest()[:32]
+
+
+def _key_function(key: str | KeyFunc) -> Callable[[Scope], str]:
+    """Build the request -> identifier function once; identity keys fall back to the IP."""
+
+    def ip(scope: Scope) -> str:
+        client = scope.get("client")
+        return "ip" + _encode_id(client[0]) if client else "ip=-"
+
+    if callable(key):
+        func = key
+
+        def custom(scope: Scope) -> str:
+            value = func(scope)
+            return ip(scope) if value is None else "fn" + _encode_id(str(value))
+
+        return custom
+    if key == "ip":
+        return ip
+    if key == "sub" or key.startswith("claim:"):
+        claim = "sub" if key == "sub" else key[6:]
+        if not claim:
+            raise ConfigurationError("key", "claim: needs a claim name")
+
+        def by_claim(scope: Scope) -> str:
+            auth = scope.get("auth")
+            value = auth.get(claim) if isinstance(auth, dict) else None
+            if isinstance(value, (str, int)) and not isinstance(value, bool) and value != "":
+                return "c" + _encode_id(str(value))
+            return ip(scope)
+
+        return by_claim
+    if key.startswith("header:"):
+        name = key[7:].strip().lower().encode("latin-1")
+        if not name:
+            raise ConfigurationError("key", "header: needs a header name")
+
+        def by_header(scope: Scope) -> str:
+            for header, value in scope["headers"]:
+                if header == name and value:
+                    return "h" + _encode_id(value.decode("latin-1"))
+            return ip(scope)
+
+        return by_header
+    raise ConfigurationError(
+        "key", f"must be 'ip', 'sub', 'claim:<name>', 'header:<name>' or a callable, not {key!r}"
+    )
+
+
+def _storage(uri: str) -> Any:
+    """An async ``limits`` storage for ``uri``, with the installed Redis client chosen for it."""
+    if not isinstance(uri, str) or "://" not in uri:
+        raise ConfigurationError(
+            "storage", f"must be a storage URI such as 'memory://', not {uri!r}"
+        )
+    scheme = uri.split("://", 1)[0].lower()
+    base = scheme.removeprefix("async+")
+    full = uri if scheme.startswith("async+") else "async+" + uri
+    options: dict[str, Any] = {}
+    if base.startswith("redis") or base == "rediss":
+        if importlib.util.find_spec("redis") is not None:
+            options["implementation"] = "redispy"
+        elif importlib.util.find_spec("coredis") is None:
+            raise ConfigurationError(
+                "storage", f"{base}:// needs a Redis client: pip install 'asgi-guard[redis]'"
+            )
+    elif base.startswith("valkey") and importlib.util.find_spec("valkey") is None:
+        raise ConfigurationError("storage", f"{base}:// needs valkey: pip install valkey")
+    try:
+        # wrap_exceptions: every client library's errors arrive as limits' StorageError.
+        return storage_from_string(full, wrap_exceptions=True, **options)
+    except LimitsConfigurationError as exc:
+        raise ConfigurationError("storage", str(exc)) from None
+
+
+class _Breaker:
+    """Stops calling a failing storage for a back-off period: 1 s doubling to 30 s."""
+
+    __slots__ = ("backoff", "open_until")
+
+    def __init__(self) -> None:
+        self.open_until = 0.0
+        self.backoff = _BREAKER_MIN
+
+    def trip(self, now: float, error: BaseException) -> None:
+        self.open_until = now + self.backoff
+        logger.warning(
+            "rate-limit storage failed (%s); %s for %.0f s",
+            type(error).__name__,
+            "not calling it",
+            self.backoff,
+        )
+        self.backoff = min(self.backoff * 2, _BREAKER_MAX)
+
+    def reset(self) -> None:
+        self.backoff = _BREAKER_MIN
+
+
+class RateLimitMiddleware:
+    """Per-route rate limits, answered with 429 problem+json and IETF RateLimit headers.
+
+    Counting is done by ``limits`` (sliding-window counter by default) on an async storage:
+    ``memory://`` in process, or ``redis://`` / ``rediss://`` / ``redis+cluster://`` /
+    ``redis+sentinel://`` / ``valkey://`` shared by every process. A refused request gets
+    429 with ``Retry-After`` (RFC 9110 section 10.2.3), consumes nothing, and never reaches the
+    app. Admitted responses carry ``RateLimit-Policy`` and ``RateLimit``
+    (draft-ietf-httpapi-ratelimit-headers) for the tightest limit.
+
+    Args:
+        limit: default limit for routes no rule matches, e.g. ``"100/minute"`` or
+            ``"10/second; 1000/hour"`` (all enforced); None limits only the ``rules`` routes.
+        rules: route pattern -> limit string, ``"exempt"``, or a dict with ``limit``, ``cost``
+            and ``group`` (rules sharing a group name share counters).
+        strategy: ``"sliding-window"``, ``"moving-window"`` or ``"fixed-window"``.
+        storage: a ``limits`` storage URI.
+        key: ``"ip"`` (``scope["client"]``, as resolved by ProxyHeadersMiddleware),
+            ``"sub"``, ``"claim:<name>"``, ``"header:<name>"``, or a callable
+            ``(scope) -> str | None``. Identity keys fall back to the IP when absent.
+        headers: True (IETF headers), ``"legacy"`` (also ``X-RateLimit-*``), or False.
+        shadow: count and record decisions, but never refuse (a dry run).
+        on_storage_error: ``"open"`` admits requests while the storage fails; ``"closed"``
+            answers 503.
+        storage_timeout: seconds a network storage may take before it counts as failed.
+        clock: returns the current Unix time (for Retry-After and reset figures).
+    """
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        limit: str | None = None,
+        rules: Mapping[str, Any] | None = None,
+        strategy: Literal["sliding-window", "moving-window", "fixed-window"] = "sliding-window",
+        storage: str = "memory://",
+        key: str | KeyFunc = "ip",
+        headers: bool | Literal["legacy"] = True,
+        shadow: bool = False,
+        on_storage_error: Literal["open", "closed"] = "open",
+        storage_timeout: float = 0.5,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        if strategy not in _STRATEGIES:
+            raise ConfigurationError(
+                "strategy", f"must be one of {', '.join(_STRATEGIES)}, not {strategy!r}"
+            )
+        if on_storage_error not in ("open", "closed"):
+            raise ConfigurationError("on_storage_error", "must be 'open' or 'closed'")
+        if headers not in (True, False, "legacy"):
+            raise ConfigurationError("headers", "must be True, False or 'legacy'")
+        self.app = app
+        self.storage = _storage(storage)
+        try:
+            self.limiter = _STRATEGIES[strategy](self.storage)
+        except NotImplementedError:
+            raise ConfigurationError(
+                "strategy", f"{strategy} is not supported by {storage}"
+            ) from None
+        self._network = not storage.split("://", 1)[0].lower().endswith("memory")
+        self._key = _key_function(key)
+        self.headers = headers
+        self.shadow = shadow
+        self.fail_closed = on_storage_error == "closed"
+        self.storage_timeout = storage_timeout
+        self.clock = clock
+        self._breaker = _Breaker()
+
+        self._default = None if limit is None else _Policy(_parse_limit("limit", limit), "d", 1)
+        policies: dict[str, _Policy] = {}
+        for index, (pattern, value) in enumerate((rules or {}).items()):
+            option = f"rules[{pattern!r}]"
+            if value == _EXEMPT:
+                policies[pattern] = _NO_LIMIT
+                continue
+            cost, group = 1, None
+            if isinstance(value, Mapping):
+                unknown = set(value) - {"limit", "cost", "group"}
+                if unknown:
+                    raise ConfigurationError(option, f"unknown keys {sorted(unknown)}")
+                cost, group, value = value.get("cost", 1), value.get("group"), value.get("limit")
+                if not isinstance(cost, int) or isinstance(cost, bool) or cost < 1:
+                    raise ConfigurationError(option, "cost must be a whole number >= 1")
+                if group is not None and not isinstance(group, str):
+                    raise ConfigurationError(option, "group must be a string")
+            bucket = f"g{_encode_id(group)}" if group else f"r{index}"
+            policies[pattern] = _Policy(_parse_limit(option, value), bucket, cost)
+        self._rules: RouteTable[_Policy] = RouteTable(policies, option="rules")
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        kind = scope["type"]
+        if kind != "http" and kind != "websocket":
+            await self.app(scope, receive, send)
+            return
+        policy = self._default
+        if self._rules:
+            policy = self._rules.match_scope(scope) or policy
+        if policy is None or policy is _NO_LIMIT:
+            await self.app(scope, receive, send)
+            return
+
+        now = self.clock()
+        if self._breaker.open_until > now:
+            await self._storage_down(scope, receive, send)
+            return
+        identity = self._key(scope)
+        try:
+            if self._network:
+                async with asyncio.timeout(self.storage_timeout):
+                    decision = await self._decide(policy, identity)
+            else:
+                decision = await self._decide(policy, identity)
+        except (StorageError, TimeoutError, OSError) as error:  # down, slow or broken: never a 500
+            self._breaker.trip(now, error)
+            await self._storage_down(scope, receive, send)
+            return
+        self._breaker.reset()
+        allowed, limit, remaining, reset, name, window = decision
+        info = request_info(scope)
+        info.ratelimit = (limit, remaining, reset)
+        if not allowed:
+            if not self.shadow:
+                await _EXCEEDED.send(
+                    scope, receive, send, ((b"retry-after", str(max(reset, 1)).encode()),)
+                )
+                return
+            info.code = _EXCEEDED.code
+            info.shadow = True
+        if self.headers and kind == "http":
+            send = with_headers(send, self._header_values(limit, remaining, reset, name, window))
+        await self.app(scope, receive, send)
+
+    async def _decide(self, policy: _Policy, identity: str) -> tuple[bool, int, int, int, str, int]:
+        """Hit every limit of the policy; returns the decision and the tightest limit's figures.
+
+        With several limits, all are tested first, so a request refused by one consumes none.
+        """
+        limiter = self.limiter
+        items, bucket, cost = policy.items, policy.bucket, policy.cost
+        refused = -1
+        if len(items) > 1 or isinstance(limiter, FixedWindowRateLimiter):
+            # Fixed-window hits count even when refused: test before hitting.
+            for index, item in enumerate(items):
+                if not await limiter.test(item, bucket, identity, cost=cost):
+                    refused = index
+                    break
+        if refused < 0:
+            for index, item in enumerate(items):
+                if not await limiter.hit(item, bucket, identity, cost=cost):
+                    refused = index
+                    break
+        now = self.clock()  # after the hits, so a fresh window reads as its full length
+        tightest, best = 0, None
+        for index, item in enumerate(items):
+            if refused >= 0 and index != refused:
+                continue
+            reset_at, remaining = await limiter.get_window_stats(item, bucket, identity)
+            reset = max(math.ceil(reset_at - now), 0)
+            if refused >= 0 and reset == 0:
+                reset = 1
+            score = (remaining, -reset)
+            if best is None or score < best:
+                tightest, best = index, score
+                figures = (item.amount, remaining, reset)
+        item = items[tightest]
+        return (refused < 0, *figures, policy.names[tightest], item.get_expiry())
+
+    def _header_values(
+        self, limit: int, remaining: int, reset: int, name: str, window: int
+    ) -> list[tuple[bytes, bytes]]:
+        headers = [
+            (b"ratelimit-policy", f'"{name}";q={limit};w={window}'.encode()),
+            (b"ratelimit", f'"{name}";r={remaining};t={reset}'.encode()),
+        ]
+        if self.headers == "legacy":
+            headers += [
+                (b"x-ratelimit-limit", str(limit).encode()),
+                (b"x-ratelimit-remaining", str(remaining).encode()),
+                (b"x-ratelimit-reset", str(reset).encode()),
+            ]
+        return headers
+
+    async def aclose(self) -> None:
+        """Close the storage's network connections (call it at shutdown, e.g. in a lifespan)."""
+        bridge = getattr(self.storage, "bridge", None)
+        client = getattr(bridge, "storage", None)
+        close = getattr(client, "aclose", None)
+        if close is not None:
+            await close()
+        timer = getattr(self.storage, "timer", None)
+        if timer is not None:
+            timer.cancel()
+
+    async def _storage_down(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if self.fail_closed:
+            retry = max(int(self._breaker.open_until - self.clock()), 1)
+            await _UNAVAILABLE.send(scope, receive, send, ((b"retry-after", str(retry).encode()),))
+            return
+        await self.app(scope, receive, send)
