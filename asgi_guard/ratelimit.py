@@ -55,13 +55,19 @@ KeyFunc = Callable[[Scope], "str | None"]
 class _Policy:
     """The limits of one route (or of the default), with precomputed header parts."""
 
-    __slots__ = ("bucket", "cost", "items", "names")
+    __slots__ = ("bucket", "cost", "items", "names", "policy_headers", "test_first")
 
     def __init__(self, items: list[RateLimitItem], bucket: str, cost: int) -> None:
         self.items = items
         self.bucket = bucket
         self.cost = cost
-        self.names = [f"{item.amount}-per-{item.get_expiry()}s" for item in items]
+        self.test_first = len(items) > 1
+        # RateLimit-Policy items: "name";q=<quota>;w=<window seconds> (structured fields).
+        self.names = [b"%d-per-%ds" % (item.amount, item.get_expiry()) for item in items]
+        self.policy_headers = [
+            b'"%s";q=%d;w=%d' % (name, item.amount, item.get_expiry())
+            for name, item in zip(self.names, items, strict=True)
+        ]
 
 
 _NO_LIMIT: Final = _Policy([], "", 0)
@@ -250,6 +256,8 @@ class RateLimitMiddleware:
         self.storage_timeout = storage_timeout
         self.clock = clock
         self._breaker = _Breaker()
+        # Window figures cost a second storage call: read them only when something shows them.
+        self._stats = headers is not False
 
         self._default = None if limit is None else _Policy(_parse_limit("limit", limit), "d", 1)
         policies: dict[str, _Policy] = {}
@@ -270,6 +278,9 @@ class RateLimitMiddleware:
                     raise ConfigurationError(option, "group must be a string")
             bucket = f"g{_encode_id(group)}" if group else f"r{index}"
             policies[pattern] = _Policy(_parse_limit(option, value), bucket, cost)
+        for policy in [self._default, *policies.values()]:
+            if policy is not None and strategy == "fixed-window":
+                policy.test_first = True  # fixed-window hits count even when refused
         self._rules: RouteTable[_Policy] = RouteTable(policies, option="rules")
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -292,39 +303,42 @@ class RateLimitMiddleware:
         try:
             if self._network:
                 async with asyncio.timeout(self.storage_timeout):
-                    decision = await self._decide(policy, identity)
+                    decision = await self._decide(policy, identity, self._stats)
             else:
-                decision = await self._decide(policy, identity)
+                decision = await self._decide(policy, identity, self._stats)
         except (StorageError, TimeoutError, OSError) as error:  # down, slow or broken: never a 500
             self._breaker.trip(now, error)
             await self._storage_down(scope, receive, send)
             return
         self._breaker.reset()
-        allowed, limit, remaining, reset, name, window = decision
-        info = request_info(scope)
-        info.ratelimit = (limit, remaining, reset)
+        allowed, index, remaining, reset = decision
+        info = request_info(scope) if remaining >= 0 or not allowed else None
+        if info is not None:
+            info.ratelimit = (policy.items[index].amount, remaining, reset)
         if not allowed:
+            assert info is not None
             if not self.shadow:
-                await _EXCEEDED.send(
-                    scope, receive, send, ((b"retry-after", str(max(reset, 1)).encode()),)
-                )
+                await _EXCEEDED.send(scope, receive, send, ((b"retry-after", b"%d" % reset),))
                 return
             info.code = _EXCEEDED.code
             info.shadow = True
         if self.headers and kind == "http":
-            send = with_headers(send, self._header_values(limit, remaining, reset, name, window))
+            send = with_headers(send, self._header_values(policy, index, remaining, reset))
         await self.app(scope, receive, send)
 
-    async def _decide(self, policy: _Policy, identity: str) -> tuple[bool, int, int, int, str, int]:
-        """Hit every limit of the policy; returns the decision and the tightest limit's figures.
+    async def _decide(
+        self, policy: _Policy, identity: str, stats: bool
+    ) -> tuple[bool, int, int, int]:
+        """Hit every limit of the policy: (admitted, index of the tightest limit, remaining, reset).
 
-        With several limits, all are tested first, so a request refused by one consumes none.
+        With several limits (or a fixed window, whose hits count even when refused), all are
+        tested first, so a refused request consumes nothing. Window figures are read only when
+        ``stats`` is asked for or the request is refused; otherwise they are -1.
         """
         limiter = self.limiter
         items, bucket, cost = policy.items, policy.bucket, policy.cost
         refused = -1
-        if len(items) > 1 or isinstance(limiter, FixedWindowRateLimiter):
-            # Fixed-window hits count even when refused: test before hitting.
+        if policy.test_first:
             for index, item in enumerate(items):
                 if not await limiter.test(item, bucket, identity, cost=cost):
                     refused = index
@@ -334,34 +348,30 @@ class RateLimitMiddleware:
                 if not await limiter.hit(item, bucket, identity, cost=cost):
                     refused = index
                     break
+        if refused < 0 and not stats:
+            return True, 0, -1, -1
         now = self.clock()  # after the hits, so a fresh window reads as its full length
-        tightest, best = 0, None
-        for index, item in enumerate(items):
-            if refused >= 0 and index != refused:
-                continue
-            reset_at, remaining = await limiter.get_window_stats(item, bucket, identity)
-            reset = max(math.ceil(reset_at - now), 0)
-            if refused >= 0 and reset == 0:
-                reset = 1
-            score = (remaining, -reset)
-            if best is None or score < best:
-                tightest, best = index, score
-                figures = (item.amount, remaining, reset)
-        item = items[tightest]
-        return (refused < 0, *figures, policy.names[tightest], item.get_expiry())
+        tightest, remaining, reset = 0, -1, -1
+        for index in (refused,) if refused >= 0 else range(len(items)):
+            reset_at, left = await limiter.get_window_stats(items[index], bucket, identity)
+            wait = max(math.ceil(reset_at - now), 1 if refused >= 0 else 0)
+            if remaining < 0 or (left, -wait) < (remaining, -reset):
+                tightest, remaining, reset = index, left, wait
+        return refused < 0, tightest, remaining, reset
 
     def _header_values(
-        self, limit: int, remaining: int, reset: int, name: str, window: int
+        self, policy: _Policy, index: int, remaining: int, reset: int
     ) -> list[tuple[bytes, bytes]]:
+        name = policy.names[index]
         headers = [
-            (b"ratelimit-policy", f'"{name}";q={limit};w={window}'.encode()),
-            (b"ratelimit", f'"{name}";r={remaining};t={reset}'.encode()),
+            (b"ratelimit-policy", policy.policy_headers[index]),
+            (b"ratelimit", b'"%s";r=%d;t=%d' % (name, remaining, reset)),
         ]
         if self.headers == "legacy":
             headers += [
-                (b"x-ratelimit-limit", str(limit).encode()),
-                (b"x-ratelimit-remaining", str(remaining).encode()),
-                (b"x-ratelimit-reset", str(reset).encode()),
+                (b"x-ratelimit-limit", b"%d" % policy.items[index].amount),
+                (b"x-ratelimit-remaining", b"%d" % remaining),
+                (b"x-ratelimit-reset", b"%d" % reset),
             ]
         return headers
 

@@ -296,4 +296,108 @@ def jwt_layer() -> Group:
 
 
 def build_groups() -> list[Group]:
-    return [floor(), proxy_layer(), https_layer(), routes(), *jwt_layer()]
+    return [floor(), proxy_layer(), https_layer(), routes(), *jwt_layer(), *ratelimit_layer()]
+
+
+# --- rate limiting ------------------------------------------------------------------------
+
+BIG_LIMIT = "100000000/minute"
+
+
+def starlette_app(*middleware: Any, route_decorator: Any = None) -> Any:
+    from starlette.applications import Starlette
+    from starlette.responses import JSONResponse
+    from starlette.routing import Route
+
+    async def items(request: Any) -> Any:
+        return JSONResponse({"ok": True})
+
+    endpoint = route_decorator(items) if route_decorator else items
+    return Starlette(routes=[Route("/items", endpoint, methods=["GET", "POST"])], middleware=list(middleware))
+
+
+def ratelimit_layer() -> list[Group]:
+    from limits import parse
+    from limits.aio.storage import MemoryStorage
+    from limits.aio.strategies import SlidingWindowCounterRateLimiter
+    from slowapi import Limiter
+    from slowapi.middleware import SlowAPIASGIMiddleware
+    from slowapi.util import get_remote_address
+    from starlette.middleware import Middleware
+
+    from asgi_guard import RateLimitMiddleware
+
+    item = parse(BIG_LIMIT)
+    limiter = SlidingWindowCounterRateLimiter(MemoryStorage())
+
+    async def nothing() -> None:
+        return None
+
+    async def limits_hit() -> None:
+        await limiter.hit(item, "bench", "203.0.113.7")
+
+    async def limits_hit_stats() -> None:
+        await limiter.hit(item, "bench", "203.0.113.7")
+        await limiter.get_window_stats(item, "bench", "203.0.113.7")
+
+    get = scope_factory()
+    layer = Group(
+        "layer:ratelimit",
+        [
+            Case("raw ASGI app", raw_app, get),
+            Case("RateLimit memory, IETF headers", RateLimitMiddleware(raw_app, limit=BIG_LIMIT), get),
+            Case("RateLimit memory, no headers", RateLimitMiddleware(raw_app, limit=BIG_LIMIT, headers=False), get),
+        ],
+    )
+    library = Group(
+        "library:limits",
+        [
+            Case("empty coroutine", call=nothing),
+            Case("limits sliding-window hit", call=limits_hit),
+            Case("limits hit + get_window_stats", call=limits_hit_stats),
+        ],
+        "The library floor the layer is compared with.",
+    )
+
+    slow = Limiter(key_func=get_remote_address, default_limits=[BIG_LIMIT])
+    slow_app = starlette_app(Middleware(SlowAPIASGIMiddleware))
+    slow_app.state.limiter = slow
+    deco = Limiter(key_func=get_remote_address)
+    deco_app = starlette_app(route_decorator=deco.limit(BIG_LIMIT))
+    deco_app.state.limiter = deco
+
+    peers = Group(
+        "peer:ratelimit",
+        [
+            Case("Starlette app", starlette_app(), get),
+            Case("asgi_guard RateLimit around Starlette", RateLimitMiddleware(starlette_app(), limit=BIG_LIMIT), get),
+            Case("slowapi SlowAPIASGIMiddleware", slow_app, get),
+            Case("slowapi @limiter.limit decorator", deco_app, get),
+            *litestar_ratelimit_cases(get),
+        ],
+        "The same limit on the same Starlette/Litestar endpoint.",
+    )
+    return [layer, library, peers]
+
+
+def litestar_app(middleware: list[Any] | None = None) -> Any:
+    from litestar import Litestar, get as lget
+
+    @lget("/items", sync_to_thread=False)
+    def items() -> dict[str, bool]:
+        return {"ok": True}
+
+    return Litestar(route_handlers=[items], middleware=middleware or [], logging_config=None)
+
+
+def litestar_ratelimit_cases(get: Any) -> list[Case]:
+    from litestar.middleware.rate_limit import RateLimitConfig
+
+    from asgi_guard import RateLimitMiddleware
+
+    config = RateLimitConfig(rate_limit=("minute", 100_000_000))
+    return [
+        Case("Litestar app", litestar_app(), get),
+        Case("asgi_guard RateLimit around Litestar", RateLimitMiddleware(litestar_app(), limit=BIG_LIMIT), get),
+        Case("Litestar RateLimitMiddleware", litestar_app([config.middleware]), get),
+    ]
