@@ -8,6 +8,7 @@ from .jwt import AnonymousUser, AuthenticatedUser, JWTAuthMiddleware
 from .proxy import ProxyHeadersMiddleware
 from .ratelimit import RateLimitMiddleware
 from .routes import RouteTable
+from .validation import ValidationMiddleware, compile_schema, openapi_components
 
 __all__ = [
     "AnonymousUser",
@@ -18,5 +19,8 @@ __all__ = [
     "ProxyHeadersMiddleware",
     "RateLimitMiddleware",
     "RouteTable",
+    "ValidationMiddleware",
+    "compile_schema",
+    "openapi_components",
 ]
 __version__ = "0.1.0"

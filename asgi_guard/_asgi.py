@@ -26,6 +26,7 @@ __all__ = [
     "header_values",
     "parse_host",
     "request_info",
+    "scope_state",
     "send_response",
     "split_comma",
     "with_headers",
@@ -94,15 +95,18 @@ class RequestInfo:
         self.ratelimit: tuple[int, int, int] | None = None
 
 
-def request_info(scope: Scope) -> RequestInfo:
-    """The request's :class:`RequestInfo`, created on first use.
-
-    ``scope["state"]`` is created with ``setdefault`` and never replaced: frameworks such as
-    Litestar keep their own data in it.
-    """
-    state = scope.get("state")
+def scope_state(scope: Scope) -> dict[str, Any]:
+    """``scope["state"]``, created when missing and never replaced: frameworks such as
+    Litestar keep their own data in it."""
+    state: dict[str, Any] | None = scope.get("state")
     if state is None:
         state = scope["state"] = {}
+    return state
+
+
+def request_info(scope: Scope) -> RequestInfo:
+    """The request's :class:`RequestInfo`, created on first use."""
+    state = scope_state(scope)
     info: RequestInfo | None = state.get("asgi_guard")
     if info is None:
         info = state["asgi_guard"] = RequestInfo()

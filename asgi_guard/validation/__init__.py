@@ -1,0 +1,352 @@
+"""Request validation with msgspec: bounded body reading, content negotiation, schemas."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from typing import Any, Final
+from urllib.parse import parse_qsl
+
+import msgspec
+
+from .._asgi import ASGIApp, Message, Problem, Receive, Scope, Send, scope_state
+from ..errors import ConfigurationError
+from ..routes import RouteTable
+from .schema import compile_schema
+
+__all__ = ["ValidationMiddleware", "compile_schema", "openapi_components"]
+
+_TOO_LARGE: Final = Problem(
+    413, "validation.too_large", "Content Too Large", "The request body is larger than allowed."
+)
+_MEDIA_TYPE: Final = Problem(
+    415,
+    "validation.unsupported_media_type",
+    "Unsupported Media Type",
+    "The request body must be UTF-8 JSON (application/json or a +json type).",
+)
+_ENCODING: Final = Problem(
+    415,
+    "validation.unsupported_encoding",
+    "Unsupported Media Type",
+    "Compressed request bodies are not accepted.",
+)
+_MALFORMED: Final = Problem(
+    400, "validation.malformed", "Bad Request", "The request body is not valid JSON."
+)
+_EMPTY: Final = Problem(
+    400, "validation.malformed", "Bad Request", "A JSON request body is required."
+)
+_TOO_DEEP: Final = Problem(
+    400, "validation.malformed", "Bad Request", "The request body is nested too deeply."
+)
+_BAD_QUERY: Final = Problem(
+    400, "validation.malformed", "Bad Request", "The query string is malformed."
+)
+_INVALID_BODY: Final = Problem(
+    422,
+    "validation.invalid_body",
+    "Unprocessable Content",
+    "The request body does not match the schema.",
+)
+_INVALID_QUERY: Final = Problem(
+    422,
+    "validation.invalid_query",
+    "Unprocessable Content",
+    "The query string does not match the schema.",
+)
+#: Messages whose tail quotes the submitted input: keep only their fixed part.
+_ECHOING: Final = (
+    ("Invalid enum value", "Invalid enum value"),
+    ("Object contains unknown field", "Object contains an unknown field"),
+)
+_STRING: Final = re.compile(rb'"(?:[^"\\]|\\.)*"', re.DOTALL)
+_BRACKETS: Final = bytes(b for b in range(256) if b not in b"[]{}")
+_MAX_QUERY_FIELDS: Final = 256
+
+
+def _error_entry(error: msgspec.ValidationError, root: str) -> dict[str, str]:
+    """``{loc, msg}`` from a msgspec error, never echoing submitted values."""
+    text = str(error)
+    message, _, loc = text.partition(" - at `")
+    for prefix, fixed in _ECHOING:
+        if message.startswith(prefix):
+            message = fixed
+    if "'" in message:  # any other quoted fragment may come from the input
+        message = message[: message.index("'")].rstrip()
+    loc = loc.rstrip("`") or "$"
+    return {"loc": root + loc[1:] if root else loc, "msg": message}
+
+
+def _too_deep(body: bytes, max_depth: int) -> bool:
+    """Whether the JSON nests deeper than ``max_depth`` (strings are not counted)."""
+    if body.count(b"[") + body.count(b"{") <= max_depth:
+        return False  # cannot be deeper than the number of openers: the common, cheap case
+    shape = _STRING.sub(b"", body).translate(None, _BRACKETS)
+    for _ in range(max_depth):  # each pass strips the innermost level
+        if not shape:
+            return False
+        smaller = shape.replace(b"[]", b"").replace(b"{}", b"")
+        if smaller == shape:
+            return False  # unbalanced: the decoder will call it malformed
+        shape = smaller
+    return bool(shape)
+
+
+def _check_media_type(value: bytes | None) -> bool:
+    """application/json or application/*+json, with at most a utf-8 charset (RFC 8259 8.1)."""
+    if value is None:
+        return False
+    media, *params = value.decode("latin-1").split(";")
+    media = media.strip().lower()
+    if media != "application/json" and not (
+        media.startswith("application/") and media.endswith("+json")
+    ):
+        return False
+    for param in params:
+        name, _, raw = param.partition("=")
+        if name.strip().lower() == "charset" and raw.strip().strip('"').lower() not in (
+            "utf-8",
+            "utf8",
+        ):
+            return False
+    return True
+
+
+def _to_type(value: Any, option: str) -> Any:
+    """A msgspec type from a type or a JSON Schema dict, checked at construction."""
+    compiled = compile_schema(value, option) if isinstance(value, Mapping) else value
+    try:
+        msgspec.json.Decoder(compiled)
+        # Custom classes would be accepted by the decoder and then reject every body; schema
+        # generation refuses them, and it is what openapi_components needs anyway.
+        msgspec.json.schema(compiled)
+    except (TypeError, ValueError) as exc:
+        raise ConfigurationError(option, f"not a type msgspec can validate: {exc}") from None
+    return compiled
+
+
+def _list_fields(kind: Any) -> frozenset[str]:
+    """Query parameters that take several values: the array fields of a Struct."""
+    info = msgspec.inspect.type_info(kind)
+    if isinstance(info, msgspec.inspect.StructType):
+        return frozenset(
+            f.encode_name
+            for f in info.fields
+            if isinstance(
+                f.type,
+                (msgspec.inspect.ListType, msgspec.inspect.SetType, msgspec.inspect.TupleType),
+            )
+            or (
+                isinstance(f.type, msgspec.inspect.UnionType)
+                and any(isinstance(t, msgspec.inspect.ListType) for t in f.type.types)
+            )
+        )
+    return frozenset()
+
+
+class _Route:
+    __slots__ = ("body", "body_type", "query", "query_lists")
+
+    def __init__(self) -> None:
+        self.body: msgspec.json.Decoder[Any] | None = None
+        self.body_type: Any = None
+        self.query: Any = None
+        self.query_lists: frozenset[str] = frozenset()
+
+
+class ValidationMiddleware:
+    """Validate JSON bodies and query strings per route, at msgspec speed, before the app runs.
+
+    For a route with a body schema: a ``Content-Length`` over ``max_body_size`` gets 413 before
+    anything is read, and a streamed body is cut off (413) as soon as it passes the limit. The
+    content type must be ``application/json`` or ``application/*+json`` (charset utf-8 only),
+    without ``Content-Encoding``: otherwise 415. Malformed JSON (invalid UTF-8, trailing data,
+    NaN, nesting deeper than ``max_depth``, an empty body) is 400 ``validation.malformed``; a
+    schema violation is 422 ``validation.invalid_body`` with ``errors: [{loc, msg}]`` that never
+    echo submitted values. On success the app receives the exact body through a replaying
+    ``receive`` and the decoded object at ``scope["state"]["validated_body"]``.
+
+    Args:
+        schemas: route pattern -> a msgspec type (Struct, dict, list, Annotated, ...) or a
+            JSON Schema dict (compiled once to msgspec types).
+        query: route pattern -> a type or JSON Schema for the query string; values are coerced
+            from strings; the result is at ``scope["state"]["validated_query"]``.
+        max_body_size: largest accepted body, in bytes.
+        max_depth: deepest accepted nesting of arrays and objects.
+    """
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        schemas: Mapping[str, Any] | None = None,
+        query: Mapping[str, Any] | None = None,
+        max_body_size: int = 1024 * 1024,
+        max_depth: int = 64,
+    ) -> None:
+        if (
+            not isinstance(max_body_size, int)
+            or isinstance(max_body_size, bool)
+            or max_body_size < 0
+        ):
+            raise ConfigurationError("max_body_size", "must be a whole number of bytes >= 0")
+        if not isinstance(max_depth, int) or isinstance(max_depth, bool) or max_depth < 1:
+            raise ConfigurationError("max_depth", "must be a whole number >= 1")
+        self.app = app
+        self.max_body_size = max_body_size
+        self.max_depth = max_depth
+        routes: dict[str, _Route] = {}
+        for pattern, value in (schemas or {}).items():
+            route = routes.setdefault(pattern, _Route())
+            route.body_type = _to_type(value, f"schemas[{pattern!r}]")
+            route.body = msgspec.json.Decoder(route.body_type)
+        for pattern, value in (query or {}).items():
+            route = routes.setdefault(pattern, _Route())
+            route.query = _to_type(value, f"query[{pattern!r}]")
+            route.query_lists = _list_fields(route.query)
+        self._routes: RouteTable[_Route] = RouteTable(routes, option="schemas")
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or not self._routes:
+            await self.app(scope, receive, send)
+            return
+        route = self._routes.match_scope(scope)
+        if route is None:
+            await self.app(scope, receive, send)
+            return
+        if route.query is not None and not await self._query(route, scope, receive, send):
+            return
+        if route.body is None:
+            await self.app(scope, receive, send)
+            return
+
+        content_type = content_length = encoding = None
+        for name, value in scope["headers"]:
+            if name == b"content-type":
+                content_type = value
+            elif name == b"content-length":
+                content_length = value
+            elif name == b"content-encoding":
+                encoding = value
+        if content_length is not None:
+            text = content_length.strip()
+            if not text.isdigit():
+                await _MALFORMED.send(scope, receive, send)
+                return
+            if int(text) > self.max_body_size:
+                await _TOO_LARGE.send(scope, receive, send)
+                return
+        if encoding is not None and encoding.strip().lower() not in (b"", b"identity"):
+            await _ENCODING.send(scope, receive, send)
+            return
+        if not _check_media_type(content_type):
+            await _MEDIA_TYPE.send(scope, receive, send)
+            return
+
+        # Read the body, never more than the limit plus one chunk.
+        chunks: list[bytes] = []
+        total = 0
+        more = True
+        while more:
+            message = await receive()
+            if message["type"] != "http.request":
+                return  # client gone: nothing to answer, nothing to log as an error
+            chunk: bytes = message.get("body", b"")
+            total += len(chunk)
+            if total > self.max_body_size:
+                await _TOO_LARGE.send(scope, receive, send)
+                return
+            if chunk:
+                chunks.append(chunk)
+            more = message.get("more_body", False)
+        body = chunks[0] if len(chunks) == 1 else b"".join(chunks)
+
+        if not body:
+            await _EMPTY.send(scope, receive, send)
+            return
+        if _too_deep(body, self.max_depth):
+            await _TOO_DEEP.send(scope, receive, send)
+            return
+        try:
+            value = route.body.decode(body)
+        except msgspec.ValidationError as error:
+            await _INVALID_BODY.send(
+                scope, receive, send, extra={"errors": [_error_entry(error, "")]}
+            )
+            return
+        except Exception:
+            await _MALFORMED.send(scope, receive, send)
+            return
+        scope_state(scope)["validated_body"] = value
+        await self.app(scope, _replay(body, receive), send)
+
+    async def _query(self, route: _Route, scope: Scope, receive: Receive, send: Send) -> bool:
+        """Validate the query string; False when a problem was sent."""
+        raw: bytes = scope.get("query_string", b"")
+        try:
+            pairs = parse_qsl(
+                raw.decode("latin-1"),
+                keep_blank_values=True,
+                strict_parsing=False,
+                errors="strict",
+                max_num_fields=_MAX_QUERY_FIELDS,
+            )
+        except ValueError:  # too many fields, or percent-encoded bytes that are not UTF-8
+            await _BAD_QUERY.send(scope, receive, send)
+            return False
+        data: dict[str, Any] = {}
+        for name, value in pairs:
+            if name in route.query_lists:
+                data.setdefault(name, []).append(value)
+            elif name in data:
+                # A repeated single-valued parameter is ambiguous (HTTP parameter pollution).
+                await _INVALID_QUERY.send(
+                    scope,
+                    receive,
+                    send,
+                    extra={"errors": [{"loc": "query", "msg": "Parameter given more than once"}]},
+                )
+                return False
+            else:
+                data[name] = value
+        try:
+            validated = msgspec.convert(data, route.query, strict=False)
+        except msgspec.ValidationError as error:
+            await _INVALID_QUERY.send(
+                scope, receive, send, extra={"errors": [_error_entry(error, "query")]}
+            )
+            return False
+        scope_state(scope)["validated_query"] = validated
+        return True
+
+
+def _replay(body: bytes, receive: Receive) -> Receive:
+    """A receive that returns the body once, then defers to the server (http.disconnect)."""
+    done = False
+
+    async def replay() -> Message:
+        nonlocal done
+        if done:
+            return await receive()
+        done = True
+        return {"type": "http.request", "body": body, "more_body": False}
+
+    return replay
+
+
+def openapi_components(schemas: Mapping[str, Any]) -> dict[str, Any]:
+    """OpenAPI ``components.schemas`` for the msgspec types of ``schemas`` (route -> type).
+
+    JSON Schema dicts are returned as they are, named after their route. Merge the result into
+    a FastAPI or Litestar app's OpenAPI document.
+    """
+    types = {pattern: value for pattern, value in schemas.items() if not isinstance(value, Mapping)}
+    _, components = msgspec.json.schema_components(
+        list(types.values()), ref_template="#/components/schemas/{name}"
+    )
+    for pattern, value in schemas.items():
+        if isinstance(value, Mapping):
+            name = re.sub(r"[^A-Za-z0-9_.-]", "_", pattern).strip("_") or "root"
+            components[name] = dict(value)
+    return components

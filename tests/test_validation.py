@@ -1,0 +1,466 @@
+"""ValidationMiddleware: size, content type, malformed JSON, schema errors, replay, query, disconnects."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+import msgspec
+import orjson
+import pytest
+
+from asgi_guard import ConfigurationError, ValidationMiddleware, openapi_components
+
+from .conftest import RecordingApp, client_for
+
+pytestmark = pytest.mark.anyio
+
+
+class Item(msgspec.Struct):
+    sku: str
+    qty: Annotated[int, msgspec.Meta(ge=1, le=100)]
+
+
+class Order(msgspec.Struct, forbid_unknown_fields=True):
+    customer: str
+    items: Annotated[list[Item], msgspec.Meta(min_length=1)]
+    note: str | None = None
+
+
+class Page(msgspec.Struct):
+    limit: Annotated[int, msgspec.Meta(ge=1, le=50)] = 10
+    tags: list[str] = []
+    active: bool = False
+
+
+ORDER = {"customer": "c1", "items": [{"sku": "a", "qty": 2}]}
+ORDER_JSON = orjson.dumps(ORDER)
+
+
+class BodyApp(RecordingApp):
+    """Records what the app reads from receive, to check the replay."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.bodies: list[bytes] = []
+        self.after: list[str] = []
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        body, more = b"", True
+        while more:
+            message = await receive()
+            body += message.get("body", b"")
+            more = message.get("more_body", False)
+        self.bodies.append(body)
+        await super().__call__(scope, receive, send)
+
+
+def make(app: Any, **options: Any) -> ValidationMiddleware:
+    options.setdefault("schemas", {"POST /orders": Order})
+    return ValidationMiddleware(app, **options)
+
+
+async def post(
+    mw: Any, body: bytes, headers: dict[str, str] | None = None, path: str = "/orders"
+) -> Any:
+    hdrs = {"content-type": "application/json"}
+    hdrs.update(headers or {})
+    async with client_for(mw) as client:
+        return await client.post(path, content=body, headers=hdrs)
+
+
+def problem(response: Any, status: int, code: str) -> dict[str, Any]:
+    assert response.status_code == status
+    assert response.headers["content-type"] == "application/problem+json"
+    body: dict[str, Any] = orjson.loads(response.content)
+    assert (body["status"], body["code"]) == (status, code)
+    return body
+
+
+async def test_valid_body_is_replayed_exactly() -> None:
+    """The app reads the exact original bytes and finds the decoded object in scope state."""
+    app = BodyApp()
+    raw = b'{"customer": "c1",  "items": [{"sku": "a", "qty": 2}]}'
+    response = await post(make(app), raw)
+    assert response.status_code == 200
+    assert app.bodies == [raw]
+    assert app.scopes[0]["state"]["validated_body"] == Order("c1", [Item("a", 2)])
+
+
+async def test_routes_without_schema_pass_untouched() -> None:
+    """No schema: the body is not read by the layer."""
+    app = BodyApp()
+    response = await post(
+        make(app), b"not json at all", headers={"content-type": "text/plain"}, path="/other"
+    )
+    assert response.status_code == 200
+    assert app.bodies == [b"not json at all"]
+    assert "validated_body" not in app.scopes[0].get("state", {})
+
+
+async def test_schema_violation_is_422_without_echo() -> None:
+    """422 lists {loc, msg} with a JSON path and never the submitted value."""
+    app = RecordingApp()
+    secret = "hunter2-secret-value"
+    bad = {"customer": "c1", "items": [{"sku": "a", "qty": secret}]}
+    body = problem(await post(make(app), orjson.dumps(bad)), 422, "validation.invalid_body")
+    assert body["errors"] == [{"loc": "$.items[0].qty", "msg": "Expected `int`, got `str`"}]
+    assert body["detail"] == "The request body does not match the schema."
+    assert app.calls == 0
+
+
+@pytest.mark.parametrize(
+    ("payload", "error"),
+    [
+        (
+            {"customer": "c", "items": []},
+            {"loc": "$.items", "msg": "Expected `array` of length >= 1"},
+        ),
+        (
+            {"customer": "c", "items": [{"sku": "a", "qty": 0}]},
+            {"loc": "$.items[0].qty", "msg": "Expected `int` >= 1"},
+        ),
+        (
+            {"items": [{"sku": "a", "qty": 1}]},
+            {"loc": "$", "msg": "Object missing required field `customer`"},
+        ),
+        ({**ORDER, "evil\r\nkey": 1}, {"loc": "$", "msg": "Object contains an unknown field"}),
+    ],
+)
+async def test_violation_messages(payload: dict[str, Any], error: dict[str, str]) -> None:
+    """Each message is msgspec's, scrubbed of anything the client sent."""
+    body = problem(
+        await post(make(RecordingApp()), orjson.dumps(payload)), 422, "validation.invalid_body"
+    )
+    assert body["errors"] == [error]
+
+
+async def test_enum_message_does_not_echo() -> None:
+    """Literal mismatches do not quote the submitted value."""
+    from typing import Literal
+
+    mw = make(RecordingApp(), schemas={"/x": dict[str, Literal["a", "b"]]})
+    body = problem(await post(mw, b'{"k": "<script>"}', path="/x"), 422, "validation.invalid_body")
+    assert body["errors"] == [{"loc": "$[...]", "msg": "Invalid enum value"}]
+    assert "script" not in str(body)
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        b"{",
+        b'{"customer": "c"',
+        b"NaN",
+        b'{"customer": NaN}',
+        b'{"customer": Infinity}',
+        b'{"customer": "\xff\xfe"}',
+        b'{"customer": "\\ud800"}',
+        ORDER_JSON + b" trailing",
+        ORDER_JSON + ORDER_JSON,
+        b"[" * 65 + b"]" * 65,
+        b"[" * 100_000 + b"]" * 100_000,
+        b'{"a":' * 70 + b"1" + b"}" * 70,
+    ],
+)
+async def test_malformed_json_is_400(raw: bytes) -> None:
+    """Malformed, non-UTF-8, NaN, trailing data and deep nesting: 400, never 500."""
+    app = RecordingApp()
+    problem(await post(make(app, max_body_size=10_000_000), raw), 400, "validation.malformed")
+    assert app.calls == 0
+
+
+async def test_brackets_inside_strings_do_not_count_as_depth() -> None:
+    """Depth counts structure, not brackets inside strings."""
+    app = RecordingApp()
+    mw = make(app, schemas={"/x": dict[str, str]}, max_depth=2)
+    assert (await post(mw, b'{"a": "[[[[[[[[{{{{{{"}', path="/x")).status_code == 200
+    problem(await post(mw, b'{"a": {"b": {"c": 1}}}', path="/x"), 400, "validation.malformed")
+
+
+async def test_empty_body_is_400() -> None:
+    """A body is required where a schema is configured."""
+    body = problem(await post(make(RecordingApp()), b""), 400, "validation.malformed")
+    assert body["detail"] == "A JSON request body is required."
+
+
+@pytest.mark.parametrize(
+    ("content_type", "status"),
+    [
+        ("application/json", 200),
+        ("Application/JSON", 200),
+        ("application/json; charset=utf-8", 200),
+        ('application/json; charset="UTF-8"', 200),
+        ("application/merge-patch+json", 200),
+        ("application/vnd.api+json; ext=x", 200),
+        ("application/json; charset=latin-1", 415),
+        ("text/plain", 415),
+        ("text/json", 415),
+        ("application/jsonx", 415),
+        ("multipart/form-data; boundary=x", 415),
+        (None, 415),
+    ],
+)
+async def test_content_type(content_type: str | None, status: int) -> None:
+    """JSON media types only, utf-8 charset only."""
+    mw = make(RecordingApp())
+    async with client_for(mw) as client:
+        headers = {} if content_type is None else {"content-type": content_type}
+        response = await client.post("/orders", content=ORDER_JSON, headers=headers)
+    assert response.status_code == status
+    if status == 415:
+        problem(response, 415, "validation.unsupported_media_type")
+
+
+async def test_content_encoding_is_415() -> None:
+    """Compressed bodies are refused (no decompression bombs); identity is fine."""
+    problem(
+        await post(make(RecordingApp()), ORDER_JSON, headers={"content-encoding": "gzip"}),
+        415,
+        "validation.unsupported_encoding",
+    )
+    assert (
+        await post(make(RecordingApp()), ORDER_JSON, headers={"content-encoding": "identity"})
+    ).status_code == 200
+
+
+async def test_content_length_over_limit_is_413_before_reading() -> None:
+    """A declared length over the limit is refused without reading the body."""
+    reads: list[int] = []
+    sent: list[dict[str, Any]] = []
+
+    async def receive() -> dict[str, Any]:
+        reads.append(1)
+        return {"type": "http.request", "body": b"x" * 100, "more_body": False}
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    app = RecordingApp()
+    scope = {
+        "type": "http",
+        "method": "POST",
+        "path": "/orders",
+        "query_string": b"",
+        "headers": [(b"content-type", b"application/json"), (b"content-length", b"2000")],
+    }
+    await make(app, max_body_size=1000)(scope, receive, send)
+    assert sent[0]["status"] == 413
+    assert reads == []
+    assert app.calls == 0
+
+
+async def test_streamed_body_cut_off_at_limit() -> None:
+    """Without (or with a lying) Content-Length, reading stops one chunk past the limit."""
+    reads: list[int] = []
+    sent: list[dict[str, Any]] = []
+
+    async def receive() -> dict[str, Any]:
+        reads.append(1)
+        return {"type": "http.request", "body": b"x" * 10, "more_body": True}
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    app = RecordingApp()
+    for headers in ([], [(b"content-length", b"5")]):
+        reads.clear()
+        sent.clear()
+        scope = {
+            "type": "http",
+            "method": "POST",
+            "path": "/orders",
+            "query_string": b"",
+            "headers": [(b"content-type", b"application/json"), *headers],
+        }
+        await make(app, max_body_size=95)(scope, receive, send)
+        assert reads == [1] * 10
+        assert sent[0]["status"] == 413
+    assert app.calls == 0
+
+
+async def test_many_small_chunks_are_joined_and_replayed() -> None:
+    """A body in 1-byte chunks validates and reaches the app whole."""
+    app = BodyApp()
+    chunks = [ORDER_JSON[i : i + 1] for i in range(len(ORDER_JSON))]
+    messages = [
+        {"type": "http.request", "body": c, "more_body": i < len(chunks) - 1}
+        for i, c in enumerate(chunks)
+    ]
+    messages.append({"type": "http.disconnect"})
+    sent: list[dict[str, Any]] = []
+
+    async def receive() -> dict[str, Any]:
+        return messages.pop(0)
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    scope = {
+        "type": "http",
+        "method": "POST",
+        "path": "/orders",
+        "query_string": b"",
+        "headers": [(b"content-type", b"application/json")],
+    }
+    await make(app)(scope, receive, send)
+    assert app.bodies == [ORDER_JSON]
+    assert sent[0]["status"] == 200
+
+
+async def test_receive_after_replay_reaches_server() -> None:
+    """After the replayed body, receive() returns what the server sends (http.disconnect)."""
+    seen: list[dict[str, Any]] = []
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        seen.append(await receive())
+        seen.append(await receive())
+
+    messages = [
+        {"type": "http.request", "body": ORDER_JSON, "more_body": False},
+        {"type": "http.disconnect"},
+    ]
+
+    async def receive() -> dict[str, Any]:
+        return messages.pop(0)
+
+    scope = {
+        "type": "http",
+        "method": "POST",
+        "path": "/orders",
+        "query_string": b"",
+        "headers": [(b"content-type", b"application/json")],
+    }
+    await make(app)(scope, receive, None)  # type: ignore[arg-type]
+    assert seen == [
+        {"type": "http.request", "body": ORDER_JSON, "more_body": False},
+        {"type": "http.disconnect"},
+    ]
+
+
+async def test_disconnect_mid_body_calls_nothing(caplog: pytest.LogCaptureFixture) -> None:
+    """A client that leaves mid-body: the app is not called, nothing is sent or logged."""
+    messages = [
+        {"type": "http.request", "body": b'{"cust', "more_body": True},
+        {"type": "http.disconnect"},
+    ]
+    sent: list[dict[str, Any]] = []
+
+    async def receive() -> dict[str, Any]:
+        return messages.pop(0)
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    app = RecordingApp()
+    scope = {
+        "type": "http",
+        "method": "POST",
+        "path": "/orders",
+        "query_string": b"",
+        "headers": [(b"content-type", b"application/json")],
+    }
+    await make(app)(scope, receive, send)
+    assert (sent, app.calls, caplog.records) == ([], 0, [])
+
+
+# --- query -----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("query", "status", "expected"),
+    [
+        ("", 200, Page()),
+        ("limit=5&active=true", 200, Page(limit=5, active=True)),
+        ("tags=a&tags=b", 200, Page(tags=["a", "b"])),
+        ("limit=%35", 200, Page(limit=5)),
+        ("limit=500", 422, {"loc": "query.limit", "msg": "Expected `int` <= 50"}),
+        ("limit=abc", 422, {"loc": "query.limit", "msg": "Expected `int`, got `str`"}),
+        ("limit=1&limit=2", 422, {"loc": "query", "msg": "Parameter given more than once"}),
+    ],
+)
+async def test_query(query: str, status: int, expected: Any) -> None:
+    """Query strings are parsed once, coerced from strings and validated."""
+    app = RecordingApp()
+    mw = ValidationMiddleware(app, query={"GET /items": Page})
+    async with client_for(mw) as client:
+        response = await client.get(f"/items?{query}")
+    assert response.status_code == status
+    if status == 200:
+        assert app.scopes[0]["state"]["validated_query"] == expected
+    else:
+        assert problem(response, 422, "validation.invalid_query")["errors"] == [expected]
+
+
+async def test_query_garbage_is_400() -> None:
+    """Non-UTF-8 percent-encoding and field floods are malformed."""
+    mw = ValidationMiddleware(RecordingApp(), query={"/items": Page})
+    async with client_for(mw) as client:
+        problem(await client.get("/items?limit=%ff"), 400, "validation.malformed")
+        problem(
+            await client.get("/items?" + "&".join(f"x{i}=1" for i in range(300))),
+            400,
+            "validation.malformed",
+        )
+
+
+async def test_json_schema_query_and_body() -> None:
+    """JSON Schema dicts work for both the query and the body."""
+    app = RecordingApp()
+    schema = {
+        "type": "object",
+        "properties": {"n": {"type": "integer", "maximum": 3}},
+        "required": ["n"],
+    }
+    mw = ValidationMiddleware(app, query={"/q": schema}, schemas={"POST /b": schema})
+    async with client_for(mw) as client:
+        assert (await client.get("/q?n=2")).status_code == 200
+        assert problem(await client.get("/q?n=4"), 422, "validation.invalid_query")["errors"] == [
+            {"loc": "query.n", "msg": "Expected `int` <= 3"}
+        ]
+        assert (
+            await client.post(
+                "/b", content=b'{"n": 3}', headers={"content-type": "application/json"}
+            )
+        ).status_code == 200
+
+
+async def test_websocket_and_lifespan_pass() -> None:
+    """Non-http scopes are not touched."""
+    seen = []
+
+    async def inner(scope: Any, receive: Any, send: Any) -> None:
+        seen.append(scope["type"])
+
+    mw = make(inner)
+    await mw({"type": "lifespan"}, None, None)  # type: ignore[arg-type]
+    await mw({"type": "websocket", "path": "/orders", "headers": []}, None, None)  # type: ignore[arg-type]
+    assert seen == ["lifespan", "websocket"]
+
+
+@pytest.mark.parametrize(
+    ("options", "option"),
+    [
+        ({"max_body_size": -1}, "max_body_size"),
+        ({"max_depth": 0}, "max_depth"),
+        ({"schemas": {"/a": complex}}, "schemas['/a']"),
+        ({"schemas": {"/a": {"type": "string", "uniqueItems": True}}}, "schemas['/a']"),
+        ({"schemas": {"bad": Order}}, "schemas"),
+    ],
+)
+def test_bad_options(options: dict[str, Any], option: str) -> None:
+    """Bad options fail at construction, naming the option."""
+    with pytest.raises(ConfigurationError) as info:
+        ValidationMiddleware(RecordingApp(), **options)
+    assert info.value.option == option
+
+
+def test_openapi_components() -> None:
+    """Configured types become OpenAPI component schemas; JSON Schemas are kept as they are."""
+    components = openapi_components({"POST /orders": Order, "/raw": {"type": "object"}})
+    assert set(components) == {"Order", "Item", "raw"}
+    assert components["Order"]["required"] == ["customer", "items"]
+    assert components["Item"]["properties"]["qty"] == {
+        "type": "integer",
+        "minimum": 1,
+        "maximum": 100,
+    }
+    assert components["raw"] == {"type": "object"}
