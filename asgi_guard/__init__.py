@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from .accesslog import AccessLogMiddleware, RequestIdFilter, current_request_id
 from .errors import ConfigurationError
 from .https import HTTPSRedirectMiddleware
 from .jwt import AnonymousUser, AuthenticatedUser, JWTAuthMiddleware
@@ -11,6 +12,7 @@ from .routes import RouteTable
 from .validation import ValidationMiddleware, compile_schema, openapi_components
 
 __all__ = [
+    "AccessLogMiddleware",
     "AnonymousUser",
     "AuthenticatedUser",
     "ConfigurationError",
@@ -18,9 +20,11 @@ __all__ = [
     "JWTAuthMiddleware",
     "ProxyHeadersMiddleware",
     "RateLimitMiddleware",
+    "RequestIdFilter",
     "RouteTable",
     "ValidationMiddleware",
     "compile_schema",
+    "current_request_id",
     "openapi_components",
 ]
 __version__ = "0.1.0"

@@ -1,0 +1,414 @@
+"""AccessLogMiddleware: one redacted record per request, request ids, never breaking a request."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import logging.handlers
+import queue
+from collections.abc import Iterator
+from typing import Any
+
+import orjson
+import pytest
+
+from asgi_guard import (
+    AccessLogMiddleware,
+    ConfigurationError,
+    JWTAuthMiddleware,
+    RequestIdFilter,
+    current_request_id,
+)
+
+from .conftest import RecordingApp, client_for, run_websocket
+
+pytestmark = pytest.mark.anyio
+
+JWT = "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJhbGljZSJ9.c2lnbmF0dXJlc2lnbmF0dXJl"
+
+
+class Collect(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__()
+        self.records: list[logging.LogRecord] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.records.append(record)
+
+    @property
+    def messages(self) -> list[dict[str, Any]]:
+        return [orjson.loads(r.getMessage()) for r in self.records]
+
+
+@pytest.fixture
+def logs() -> Iterator[Collect]:
+    logger = logging.getLogger("test.access")
+    handler = Collect()
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    logger.propagate = False
+    yield handler
+    logger.removeHandler(handler)
+
+
+def make(app: Any, **options: Any) -> AccessLogMiddleware:
+    return AccessLogMiddleware(app, logger="test.access", **options)
+
+
+def everything(record: logging.LogRecord) -> str:
+    """The message and every attribute of a record, as text."""
+    return record.getMessage() + " " + " ".join(f"{k}={v!r}" for k, v in vars(record).items())
+
+
+async def test_success_record(app: RecordingApp, logs: Collect) -> None:
+    """A successful request gives one record with exact fields, as JSON and as attributes."""
+    async with client_for(make(app), peer="203.0.113.5") as client:
+        response = await client.get(
+            "/items?page=2", headers={"user-agent": "curl/8", "x-request-id": "abc-123"}
+        )
+    assert response.headers["x-request-id"] == "abc-123"
+    [record] = logs.records
+    fields = logs.messages[0]
+    assert fields.pop("duration_ms") >= 0
+    assert fields == {
+        "method": "GET",
+        "path": "/items",
+        "query": "page=2",
+        "status": 200,
+        "bytes": 2,
+        "client": "203.0.113.5",
+        "scheme": "https",
+        "http_version": "1.1",
+        "user_agent": "curl/8",
+        "referer": None,
+        "request_id": "abc-123",
+        "sub": None,
+        "code": None,
+        "ratelimit": None,
+        "disconnected": False,
+    }
+    assert (record.status, record.request_id, record.levelname, record.name) == (
+        200,
+        "abc-123",
+        "INFO",
+        "test.access",
+    )  # type: ignore[attr-defined]
+    assert app.scopes[0]["state"]["asgi_guard"].request_id == "abc-123"
+
+
+async def test_rejection_by_inner_layer_is_logged_with_code(
+    app: RecordingApp, logs: Collect
+) -> None:
+    """A refusal by another layer is one record with its status and code."""
+    mw = make(JWTAuthMiddleware(app, secret="s" * 32))
+    async with client_for(mw) as client:
+        await client.get("/", headers={"authorization": f"Bearer {JWT}"})
+    [fields] = logs.messages
+    assert (fields["status"], fields["code"]) == (401, "jwt.invalid_signature")
+    assert app.calls == 0
+
+
+async def test_app_exception_is_logged_as_500_and_reraised(logs: Collect) -> None:
+    """An app that raises: one record with 500, the exception propagates unchanged."""
+
+    async def boom(scope: Any, receive: Any, send: Any) -> None:
+        raise KeyError("boom")
+
+    async with client_for(make(boom)) as client:
+        with pytest.raises(KeyError, match="boom"):
+            await client.get("/")
+    assert [m["status"] for m in logs.messages] == [500]
+
+
+async def test_exception_after_response_keeps_real_status(logs: Collect) -> None:
+    """An error after the last chunk was sent is logged once, with the status the client got."""
+
+    async def late(scope: Any, receive: Any, send: Any) -> None:
+        await send({"type": "http.response.start", "status": 201, "headers": []})
+        await send({"type": "http.response.body", "body": b"x"})
+        raise RuntimeError("after")
+
+    async with client_for(make(late)) as client:
+        with pytest.raises(RuntimeError):
+            await client.get("/")
+    assert [m["status"] for m in logs.messages] == [201]
+
+
+async def test_streaming_is_logged_at_last_chunk(logs: Collect) -> None:
+    """A streaming response is logged when its last chunk is sent, with every byte counted."""
+    counts: list[int] = []
+
+    async def stream(scope: Any, receive: Any, send: Any) -> None:
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        for _ in range(3):
+            await send({"type": "http.response.body", "body": b"abcd", "more_body": True})
+            counts.append(len(logs.records))
+        await send({"type": "http.response.body", "body": b"", "more_body": False})
+        counts.append(len(logs.records))
+        await asyncio.sleep(0)  # e.g. background tasks
+
+    async with client_for(make(stream)) as client:
+        await client.get("/")
+    assert counts == [0, 0, 0, 1]
+    assert [(m["status"], m["bytes"]) for m in logs.messages] == [(200, 12)]
+
+
+async def test_client_disconnect_is_flagged(logs: Collect) -> None:
+    """A client that leaves before the response gives one flagged record."""
+
+    async def waits(scope: Any, receive: Any, send: Any) -> None:
+        while (await receive())["type"] != "http.disconnect":
+            pass
+
+    messages = [
+        {"type": "http.request", "body": b"", "more_body": True},
+        {"type": "http.disconnect"},
+    ]
+
+    async def receive() -> dict[str, Any]:
+        return messages.pop(0)
+
+    scope = {"type": "http", "method": "POST", "path": "/", "headers": [], "query_string": b""}
+    await make(waits)(scope, receive, None)  # type: ignore[arg-type]
+    assert [(m["status"], m["disconnected"]) for m in logs.messages] == [(None, True)]
+
+
+async def test_websocket_one_record(app: RecordingApp, logs: Collect) -> None:
+    """A websocket connection is one record: 101 when accepted, 403 when refused."""
+    await run_websocket(make(app))
+    await run_websocket(make(JWTAuthMiddleware(app, secret="s" * 32)))
+    assert [(m["method"], m["status"]) for m in logs.messages] == [
+        ("WEBSOCKET", 101),
+        ("WEBSOCKET", 403),
+    ]
+
+
+SECRETS = {
+    "token": "tok-9f8e7d6c5b4a",
+    "password": "pa55w0rd-hunter2",
+    "api": "key-0123456789abcdef",
+    "cookie": "sessval-abcdef123456",
+    "custom": "custom-secret-777777",
+}
+
+
+@pytest.mark.parametrize(
+    ("url", "headers", "options"),
+    [
+        (f"/x?access_token={SECRETS['token']}&page=1", {}, {}),
+        (f"/x?ACCESS_TOKEN={SECRETS['token']}", {}, {}),
+        (f"/x?acc%65ss_token={SECRETS['token']}", {}, {}),
+        (f"/x?token=a&token={SECRETS['token']}", {}, {}),
+        (f"/x?password={SECRETS['password']}&code={SECRETS['api']}", {}, {}),
+        (f"/x?client_secret={SECRETS['api']}&api_key={SECRETS['api']}", {}, {}),
+        (f"/x?sig={SECRETS['custom']}", {}, {"redact_query": ["SIG"]}),
+        (f"/files/{JWT}/x", {}, {}),
+        ("/x", {"referer": f"https://site.example/cb?code={SECRETS['api']}&id_token={JWT}"}, {}),
+        ("/x", {"user-agent": f"agent {JWT}"}, {}),
+        ("/x", {"authorization": f"Bearer {SECRETS['token']}"}, {"log_headers": ["authorization"]}),
+        ("/x", {"cookie": f"session={SECRETS['cookie']}; theme=dark"}, {"log_headers": ["Cookie"]}),
+        ("/x", {"x-api-key": SECRETS["api"]}, {"log_headers": ["x-api-key"]}),
+        (
+            "/x",
+            {"x-tenant-key": SECRETS["custom"]},
+            {"log_headers": ["x-tenant-key"], "redact_headers": ["X-Tenant-Key"]},
+        ),
+    ],
+)
+async def test_no_secret_reaches_the_log(
+    app: RecordingApp, logs: Collect, url: str, headers: dict[str, str], options: dict[str, Any]
+) -> None:
+    """No 8+ character piece of any secret appears in the message or in any record attribute."""
+    async with client_for(make(app, **options)) as client:
+        await client.get(url, headers=headers)
+    text = everything(logs.records[0])
+    for secret in [*SECRETS.values(), JWT, JWT.split(".")[2]]:
+        for start in range(len(secret) - 7):
+            assert secret[start : start + 8] not in text, secret
+    assert "[REDACTED]" in text
+
+
+async def test_redaction_keeps_structure(app: RecordingApp, logs: Collect) -> None:
+    """Redacted values keep the line useful: scheme, names and other parameters stay."""
+    async with client_for(make(app, log_headers=["authorization", "cookie"])) as client:
+        await client.get(
+            "/x?page=2&access_token=abc&Token=def",
+            headers={"authorization": "Bearer abcdefgh", "cookie": "a=1; b=2"},
+        )
+    fields = logs.messages[0]
+    assert fields["query"] == "page=2&access_token=[REDACTED]&Token=[REDACTED]"
+    assert fields["headers"] == {
+        "authorization": "Bearer [REDACTED]",
+        "cookie": "a=[REDACTED]; b=[REDACTED]",
+    }
+
+
+async def test_log_injection_stays_on_one_line(logs: Collect) -> None:
+    """CR, LF, ESC and invalid UTF-8 are escaped in the message and in the attributes."""
+    sent: list[Any] = []
+
+    async def send(message: Any) -> None:
+        sent.append(message)
+
+    scope = {
+        "type": "http",
+        "method": "GET",
+        "path": "/a\r\n[INFO] forged\x1b[31m\u2028",
+        "query_string": b"q=\r\nx",
+        "headers": [(b"user-agent", b"ua\r\nforged \xff\xfe"), (b"referer", b"http://r/\x85")],
+    }
+    await make(RecordingApp())(scope, None, send)  # type: ignore[arg-type]
+    record = logs.records[0]
+    formatted = logging.Formatter(
+        "%(message)s %(path)s %(user_agent)s %(referer)s %(query)s"
+    ).format(record)
+    assert "\n" not in formatted
+    assert "\r" not in formatted
+    assert "\x1b" not in formatted
+    assert "\u2028" not in formatted
+    assert record.path == "/a\\x0d\\x0a[INFO] forged\\x1b[31m\\u2028"  # type: ignore[attr-defined]
+    assert record.user_agent == "ua\\x0d\\x0aforged \\xff\\xfe"  # type: ignore[attr-defined]
+
+
+def test_long_header_values_are_truncated() -> None:
+    """User agents and referers are cut at 512 bytes."""
+    from asgi_guard.accesslog import _text
+
+    assert len(_text(b"a" * 5000)) == 512
+
+
+@pytest.mark.parametrize(
+    ("incoming", "kept"),
+    [
+        ("req-1", True),
+        ("a" * 64, True),
+        ("a" * 65, False),
+        ("bad id", False),
+        ("x\r\ny", False),
+        ("<script>", False),
+        ("", False),
+    ],
+)
+async def test_request_id(app: RecordingApp, logs: Collect, incoming: str, kept: bool) -> None:
+    """A short, safe incoming id is kept; anything else is replaced by a generated one."""
+    async with client_for(make(app)) as client:
+        response = await client.get("/", headers={"x-request-id": incoming})
+    rid = response.headers["x-request-id"]
+    assert (rid == incoming) is kept
+    assert logs.messages[0]["request_id"] == rid
+    assert app.scopes[0]["state"]["asgi_guard"].request_id == rid
+
+
+async def test_generated_ids_are_unique(app: RecordingApp, logs: Collect) -> None:
+    """Generated ids differ from request to request."""
+    async with client_for(make(app)) as client:
+        ids = {(await client.get("/")).headers["x-request-id"] for _ in range(50)}
+    assert len(ids) == 50
+
+
+async def test_request_id_reaches_app_logs(logs: Collect) -> None:
+    """The app's own records carry the request id through RequestIdFilter."""
+    app_logger = logging.getLogger("test.app")
+    handler = Collect()
+    handler.addFilter(RequestIdFilter())
+    app_logger.addHandler(handler)
+    app_logger.setLevel(logging.INFO)
+    seen: list[str | None] = []
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        seen.append(current_request_id())
+        app_logger.info("working")
+        await RecordingApp()(scope, receive, send)
+
+    try:
+        async with client_for(make(app)) as client:
+            await client.get("/", headers={"x-request-id": "rid-42"})
+        logging.getLogger("test.app").info("outside")
+    finally:
+        app_logger.removeHandler(handler)
+    assert seen == ["rid-42"]
+    assert [r.request_id for r in handler.records] == ["rid-42", "-"]  # type: ignore[attr-defined]
+
+
+async def test_failing_handler_does_not_change_response(
+    app: RecordingApp, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A handler or formatter that raises does not affect the request."""
+
+    class Broken(logging.Handler):
+        def handle(self, record: logging.LogRecord) -> bool:
+            raise OSError("disk full")
+
+    logger = logging.getLogger("test.broken")
+    logger.setLevel(logging.INFO)
+    logger.addHandler(Broken())
+    logger.propagate = False
+    try:
+        async with client_for(AccessLogMiddleware(app, logger=logger)) as client:
+            response = await client.get("/")
+    finally:
+        logger.handlers.clear()
+    assert response.status_code == 200
+    assert capsys.readouterr().err == "asgi_guard: access log record could not be written\n"
+
+
+async def test_queue_handler_setup(app: RecordingApp) -> None:
+    """The documented non-blocking setup: QueueHandler in the request path, a listener thread writing."""
+    q: queue.Queue[logging.LogRecord] = queue.Queue()
+    sink = Collect()
+    listener = logging.handlers.QueueListener(q, sink)
+    logger = logging.getLogger("test.queued")
+    logger.addHandler(logging.handlers.QueueHandler(q))
+    logger.setLevel(logging.INFO)
+    logger.propagate = False
+    listener.start()
+    try:
+        async with client_for(AccessLogMiddleware(app, logger=logger)) as client:
+            await client.get("/q?token=secret-value-123")
+    finally:
+        listener.stop()
+        logger.handlers.clear()
+    assert len(sink.records) == 1
+    assert orjson.loads(sink.records[0].getMessage())["query"] == "token=[REDACTED]"
+    assert sink.records[0].status == 200  # type: ignore[attr-defined]
+
+
+async def test_disabled_logger_steps_aside(app: RecordingApp, logs: Collect) -> None:
+    """With the logger disabled, nothing is logged and nothing is added to the response."""
+    logging.getLogger("test.access").setLevel(logging.WARNING)
+    async with client_for(make(app)) as client:
+        response = await client.get("/")
+    assert (response.status_code, "x-request-id" in response.headers, logs.records) == (
+        200,
+        False,
+        [],
+    )
+
+
+async def test_no_request_ids(app: RecordingApp, logs: Collect) -> None:
+    """request_id_header=None turns request ids off."""
+    async with client_for(make(app, request_id_header=None)) as client:
+        response = await client.get("/", headers={"x-request-id": "abc"})
+    assert "x-request-id" not in response.headers
+    assert logs.messages[0]["request_id"] is None
+
+
+async def test_lifespan_passes(logs: Collect) -> None:
+    """Lifespan is not logged."""
+    seen = []
+
+    async def inner(scope: Any, receive: Any, send: Any) -> None:
+        seen.append(scope["type"])
+
+    await make(inner)({"type": "lifespan"}, None, None)  # type: ignore[arg-type]
+    assert (seen, logs.records) == (["lifespan"], [])
+
+
+@pytest.mark.parametrize(
+    ("options", "option"),
+    [({"logger": 5}, "logger"), ({"request_id_header": "bad header"}, "request_id_header")],
+)
+def test_bad_options(options: dict[str, Any], option: str) -> None:
+    """Bad options fail at construction."""
+    with pytest.raises((ConfigurationError, TypeError)):
+        AccessLogMiddleware(RecordingApp(), **options)
