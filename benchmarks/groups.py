@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from typing import Any
 
@@ -295,10 +296,6 @@ def jwt_layer() -> Group:
     )
 
 
-def build_groups() -> list[Group]:
-    return [floor(), proxy_layer(), https_layer(), routes(), *jwt_layer(), *ratelimit_layer()]
-
-
 # --- rate limiting ------------------------------------------------------------------------
 
 BIG_LIMIT = "100000000/minute"
@@ -313,7 +310,9 @@ def starlette_app(*middleware: Any, route_decorator: Any = None) -> Any:
         return JSONResponse({"ok": True})
 
     endpoint = route_decorator(items) if route_decorator else items
-    return Starlette(routes=[Route("/items", endpoint, methods=["GET", "POST"])], middleware=list(middleware))
+    return Starlette(
+        routes=[Route("/items", endpoint, methods=["GET", "POST"])], middleware=list(middleware)
+    )
 
 
 def ratelimit_layer() -> list[Group]:
@@ -345,8 +344,14 @@ def ratelimit_layer() -> list[Group]:
         "layer:ratelimit",
         [
             Case("raw ASGI app", raw_app, get),
-            Case("RateLimit memory, IETF headers", RateLimitMiddleware(raw_app, limit=BIG_LIMIT), get),
-            Case("RateLimit memory, no headers", RateLimitMiddleware(raw_app, limit=BIG_LIMIT, headers=False), get),
+            Case(
+                "RateLimit memory, IETF headers", RateLimitMiddleware(raw_app, limit=BIG_LIMIT), get
+            ),
+            Case(
+                "RateLimit memory, no headers",
+                RateLimitMiddleware(raw_app, limit=BIG_LIMIT, headers=False),
+                get,
+            ),
         ],
     )
     library = Group(
@@ -370,7 +375,11 @@ def ratelimit_layer() -> list[Group]:
         "peer:ratelimit",
         [
             Case("Starlette app", starlette_app(), get),
-            Case("asgi_guard RateLimit around Starlette", RateLimitMiddleware(starlette_app(), limit=BIG_LIMIT), get),
+            Case(
+                "asgi_guard RateLimit around Starlette",
+                RateLimitMiddleware(starlette_app(), limit=BIG_LIMIT),
+                get,
+            ),
             Case("slowapi SlowAPIASGIMiddleware", slow_app, get),
             Case("slowapi @limiter.limit decorator", deco_app, get),
             *litestar_ratelimit_cases(get),
@@ -381,7 +390,8 @@ def ratelimit_layer() -> list[Group]:
 
 
 def litestar_app(middleware: list[Any] | None = None) -> Any:
-    from litestar import Litestar, get as lget
+    from litestar import Litestar
+    from litestar import get as lget
 
     @lget("/items", sync_to_thread=False)
     def items() -> dict[str, bool]:
@@ -398,6 +408,291 @@ def litestar_ratelimit_cases(get: Any) -> list[Case]:
     config = RateLimitConfig(rate_limit=("minute", 100_000_000))
     return [
         Case("Litestar app", litestar_app(), get),
-        Case("asgi_guard RateLimit around Litestar", RateLimitMiddleware(litestar_app(), limit=BIG_LIMIT), get),
+        Case(
+            "asgi_guard RateLimit around Litestar",
+            RateLimitMiddleware(litestar_app(), limit=BIG_LIMIT),
+            get,
+        ),
         Case("Litestar RateLimitMiddleware", litestar_app([config.middleware]), get),
+    ]
+
+
+# --- validation -------------------------------------------------------------------------------
+
+ORDER_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "properties": {
+        "customer": {"type": "string", "minLength": 1, "maxLength": 64},
+        "items": {
+            "type": "array",
+            "minItems": 1,
+            "items": {
+                "type": "object",
+                "properties": {
+                    "sku": {"type": "string", "pattern": "^[A-Z]{3}-[0-9]+$"},
+                    "qty": {"type": "integer", "minimum": 1, "maximum": 100},
+                },
+                "required": ["sku", "qty"],
+                "additionalProperties": False,
+            },
+        },
+        "note": {"type": ["string", "null"], "maxLength": 200},
+    },
+    "required": ["customer", "items"],
+    "additionalProperties": False,
+}
+ORDER_BODY = (
+    b'{"customer": "customer-0042", "items": [{"sku": "ABC-1", "qty": 2}, {"sku": "XYZ-77", "qty": 1},'
+    b' {"sku": "QRS-123", "qty": 5}], "note": "leave at the door, ring twice please"}'
+)
+POST_HEADERS = [
+    (b"content-type", b"application/json"),
+    (b"content-length", str(len(ORDER_BODY)).encode()),
+]
+
+
+def order_struct() -> Any:
+    from .models import Order
+
+    return Order
+
+
+def validation_layer() -> list[Group]:
+    import jsonschema
+    import msgspec
+    import orjson
+
+    from asgi_guard import ValidationMiddleware, compile_schema
+
+    post = scope_factory(POST_HEADERS, method="POST", path="/orders")
+    order = order_struct()
+    compiled = msgspec.json.Decoder(compile_schema(ORDER_SCHEMA))
+    hand = msgspec.json.Decoder(order)
+    validator = jsonschema.Draft202012Validator(ORDER_SCHEMA)
+
+    async def nothing() -> None:
+        return None
+
+    async def by_hand() -> None:
+        hand.decode(ORDER_BODY)
+
+    async def by_compiled() -> None:
+        compiled.decode(ORDER_BODY)
+
+    async def by_jsonschema() -> None:
+        validator.validate(orjson.loads(ORDER_BODY))
+
+    layer = Group(
+        "layer:validation",
+        [
+            Case("raw ASGI app reading the body", raw_app_reading_body, post, ORDER_BODY),
+            Case(
+                "Validation, msgspec Struct",
+                ValidationMiddleware(raw_app_reading_body, schemas={"POST /orders": order}),
+                post,
+                ORDER_BODY,
+            ),
+            Case(
+                "Validation, compiled JSON Schema",
+                ValidationMiddleware(raw_app_reading_body, schemas={"POST /orders": ORDER_SCHEMA}),
+                post,
+                ORDER_BODY,
+            ),
+            Case(
+                "peer: BaseHTTPMiddleware + jsonschema",
+                jsonschema_peer(raw_app_reading_body),
+                post,
+                ORDER_BODY,
+            ),
+        ],
+        f"A {len(ORDER_BODY)}-byte JSON order.",
+    )
+    library = Group(
+        "library:validation",
+        [
+            Case("empty coroutine", call=nothing),
+            Case("msgspec, hand-written Struct", call=by_hand),
+            Case("msgspec, compiled JSON Schema", call=by_compiled),
+            Case("orjson + jsonschema", call=by_jsonschema),
+        ],
+        "Decoding and validating the same body.",
+    )
+    return [layer, library]
+
+
+def jsonschema_peer(app: Any) -> Any:
+    """The hand-written alternative: a BaseHTTPMiddleware validating with jsonschema."""
+    import json
+
+    import jsonschema
+    from starlette.middleware.base import BaseHTTPMiddleware
+    from starlette.responses import JSONResponse
+
+    validator = jsonschema.Draft202012Validator(ORDER_SCHEMA)
+
+    class SchemaMiddleware(BaseHTTPMiddleware):
+        async def dispatch(self, request: Any, call_next: Any) -> Any:
+            try:
+                validator.validate(json.loads(await request.body()))
+            except (ValueError, jsonschema.ValidationError):
+                return JSONResponse({"detail": "invalid"}, status_code=422)
+            return await call_next(request)
+
+    return SchemaMiddleware(app)
+
+
+# --- access log ------------------------------------------------------------------------------
+
+
+def _null_logger(name: str) -> Any:
+    import io
+    import logging
+
+    logger = logging.getLogger(name)
+    logger.handlers.clear()
+    logger.addHandler(logging.StreamHandler(io.StringIO()))
+    logger.handlers[0].stream = open(os.devnull, "w")  # noqa: SIM115 - lives for the process
+    logger.setLevel(logging.INFO)
+    logger.propagate = False
+    return logger
+
+
+def logging_peer(app: Any, logger: Any) -> Any:
+    """The hand-written alternative: a BaseHTTPMiddleware logging each request."""
+    import time as _time
+
+    from starlette.middleware.base import BaseHTTPMiddleware
+
+    class LoggingMiddleware(BaseHTTPMiddleware):
+        async def dispatch(self, request: Any, call_next: Any) -> Any:
+            start = _time.perf_counter()
+            response = await call_next(request)
+            logger.info(
+                "%s %s %s %.3f",
+                request.method,
+                request.url.path,
+                response.status_code,
+                (_time.perf_counter() - start) * 1000,
+                extra={"client": request.client.host if request.client else None},
+            )
+            return response
+
+    return LoggingMiddleware(app)
+
+
+def accesslog_layer() -> list[Group]:
+    import logging
+
+    from asgi_guard import AccessLogMiddleware
+
+    on = _null_logger("bench.access")
+    off = logging.getLogger("bench.off")
+    off.setLevel(logging.WARNING)
+    peer_logger = _null_logger("bench.peer")
+    get = scope_factory([(b"referer", b"https://example.com/page")])
+    return [
+        Group(
+            "layer:accesslog",
+            [
+                Case("raw ASGI app", raw_app, get),
+                Case("AccessLog to a null stream", AccessLogMiddleware(raw_app, logger=on), get),
+                Case("AccessLog, logger disabled", AccessLogMiddleware(raw_app, logger=off), get),
+                Case("peer: logging BaseHTTPMiddleware", logging_peer(raw_app, peer_logger), get),
+            ],
+        )
+    ]
+
+
+# --- the whole stack --------------------------------------------------------------------------
+
+
+def stacks() -> list[Group]:
+    import logging
+
+    from starlette.middleware.httpsredirect import HTTPSRedirectMiddleware as StarletteHTTPS
+
+    from asgi_guard import (
+        AccessLogMiddleware,
+        HTTPSRedirectMiddleware,
+        JWTAuthMiddleware,
+        ProxyHeadersMiddleware,
+        RateLimitMiddleware,
+        ValidationMiddleware,
+    )
+
+    m = jwt_material()
+    _null_logger("bench.stack")
+    _null_logger("bench.peerstack")
+
+    def guarded(app: Any) -> Any:
+        inner = ValidationMiddleware(app, schemas={"POST /orders": order_struct()})
+        inner = JWTAuthMiddleware(
+            inner, jwks=m["jwks"], issuer="https://issuer.example", audience="api"
+        )
+        inner = RateLimitMiddleware(inner, limit=BIG_LIMIT)
+        inner = HTTPSRedirectMiddleware(inner)
+        inner = AccessLogMiddleware(inner, logger="bench.stack")
+        return ProxyHeadersMiddleware(inner, trusted=["10.0.0.0/8"])
+
+    def peer_stack(app: Any) -> Any:
+        from slowapi import Limiter
+        from slowapi.middleware import SlowAPIASGIMiddleware
+        from slowapi.util import get_remote_address
+        from starlette.applications import Starlette
+        from starlette.routing import Mount
+
+        public_pem = m["rsa"].get_op_key("verify")
+        inner = jsonschema_peer(app)
+        inner = pyjwt_peer(inner, public_pem, "RS256")
+        limited = Starlette(routes=[Mount("/", app=inner)])
+        limited.state.limiter = Limiter(key_func=get_remote_address, default_limits=[BIG_LIMIT])
+        limited.add_middleware(SlowAPIASGIMiddleware)
+        outer = StarletteHTTPS(limited)
+        return logging_peer(outer, logging.getLogger("bench.peerstack"))
+
+    proxy_hdrs = [(b"x-forwarded-for", b"198.51.100.23"), (b"x-forwarded-proto", b"https")]
+    token = _bearer(m["rs256"])
+    get = scope_factory(proxy_hdrs + token, scheme="http", client="10.0.0.1")
+    post = scope_factory(
+        proxy_hdrs + token + POST_HEADERS,
+        method="POST",
+        path="/orders",
+        scheme="http",
+        client="10.0.0.1",
+    )
+    return [
+        Group(
+            "stack:get",
+            [
+                Case("raw ASGI app", raw_app_reading_body, get),
+                Case(
+                    "asgi_guard full stack (cached RS256 token)", guarded(raw_app_reading_body), get
+                ),
+                Case("peer stack", peer_stack(raw_app_reading_body), get),
+            ],
+            "GET through proxy, HTTPS+HSTS, rate limit (memory), JWT, access log.",
+        ),
+        Group(
+            "stack:post",
+            [
+                Case("raw ASGI app reading the body", raw_app_reading_body, post, ORDER_BODY),
+                Case("asgi_guard full stack", guarded(raw_app_reading_body), post, ORDER_BODY),
+                Case("peer stack", peer_stack(raw_app_reading_body), post, ORDER_BODY),
+            ],
+            f"POST of a {len(ORDER_BODY)}-byte order, validated, through every layer.",
+        ),
+    ]
+
+
+def build_groups() -> list[Group]:
+    return [
+        floor(),
+        proxy_layer(),
+        https_layer(),
+        routes(),
+        *jwt_layer(),
+        *ratelimit_layer(),
+        *validation_layer(),
+        *accesslog_layer(),
+        *stacks(),
     ]
