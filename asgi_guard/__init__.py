@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from .accesslog import AccessLogMiddleware, RequestIdFilter, current_request_id
+from .accesslog import AccessLogMiddleware, JSONLinesHandler, RequestIdFilter, current_request_id
 from .errors import ConfigurationError
 from .https import HTTPSRedirectMiddleware
 from .jwt import AnonymousUser, AuthenticatedUser, JWTAuthMiddleware
@@ -17,6 +17,7 @@ __all__ = [
     "AuthenticatedUser",
     "ConfigurationError",
     "HTTPSRedirectMiddleware",
+    "JSONLinesHandler",
     "JWTAuthMiddleware",
     "ProxyHeadersMiddleware",
     "RateLimitMiddleware",

@@ -19,7 +19,13 @@ import orjson
 from ._asgi import ASGIApp, Message, Receive, Scope, Send, request_info
 from .errors import ConfigurationError
 
-__all__ = ["AccessLogMiddleware", "RequestIdFilter", "current_request_id", "redact_query"]
+__all__ = [
+    "AccessLogMiddleware",
+    "JSONLinesHandler",
+    "RequestIdFilter",
+    "current_request_id",
+    "redact_query",
+]
 
 REDACTED: Final = "[REDACTED]"
 #: Header values never logged as they are (RFC 9110 credentials, cookies, API keys).
@@ -49,6 +55,9 @@ _CONTROLS: Final = {c: f"\\x{c:02x}" for c in [*range(0x20), *range(0x7F, 0xA0)]
     0x2028: "\\u2028",
     0x2029: "\\u2029",
 }
+
+_THREAD_NAMES: dict[int, str] = {}
+_START: Final[float] = logging._startTime  # type: ignore[attr-defined]
 
 _request_id: contextvars.ContextVar[str | None] = contextvars.ContextVar(
     "asgi_guard_request_id", default=None
@@ -107,6 +116,28 @@ def _redact_header(name: str, value: str) -> str:
         cookies = [c.strip().partition("=")[0] for c in value.split(";") if c.strip()]
         return "; ".join(f"{c}={REDACTED}" for c in cookies if c)
     return REDACTED
+
+
+class JSONLinesHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    """Writes each access record's JSON message as one line, without a Formatter pass.
+
+    The fastest way to ship the access log to stdout or a file. Other records are formatted
+    as usual.
+    """
+
+    terminator = "\n"
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            message = (
+                record.msg
+                if isinstance(record.msg, str) and not record.args
+                else self.format(record)
+            )
+            self.stream.write(message + self.terminator)
+            self.flush()
+        except Exception:  # the logging package's own contract: report, never raise
+            self.handleError(record)
 
 
 class _Ids:
@@ -203,7 +234,7 @@ class AccessLogMiddleware:
         exchange = _Exchange(self, scope)
         token = _request_id.set(exchange.request_id)
         try:
-            await self.app(scope, exchange.wrap_receive(receive), exchange.wrap_send(send))
+            await self.app(scope, receive, exchange.wrap_send(send))
         except BaseException:
             exchange.failed()
             raise
@@ -214,18 +245,24 @@ class AccessLogMiddleware:
     def emit(self, fields: dict[str, Any]) -> None:
         """Write one record; logging problems never reach the request."""
         try:
-            message = orjson.dumps(fields).decode()
-            record = logging.LogRecord.__new__(logging.LogRecord)
-            attrs = record.__dict__
-            attrs.update(self._template)
             now = time.time()
-            attrs["created"] = now
-            attrs["msecs"] = (now - int(now)) * 1000
-            attrs["relativeCreated"] = (now - logging._startTime) * 1000  # type: ignore[attr-defined]
-            attrs["thread"] = threading.get_ident()
-            attrs["threadName"] = threading.current_thread().name
-            attrs["msg"] = message
-            attrs.update(fields)
+            ident = threading.get_ident()
+            thread_name = _THREAD_NAMES.get(ident)
+            if thread_name is None:
+                thread_name = _THREAD_NAMES[ident] = threading.current_thread().name
+            # Built directly rather than through Logger.makeRecord: the static attributes come
+            # from a template made once, and the message is formatted once, here.
+            record = logging.LogRecord.__new__(logging.LogRecord)
+            record.__dict__ = {
+                **self._template,
+                **fields,
+                "msg": orjson.dumps(fields).decode(),
+                "created": now,
+                "msecs": (now - int(now)) * 1000,
+                "relativeCreated": (now - _START) * 1000,
+                "thread": ident,
+                "threadName": thread_name,
+            }
             self.logger.handle(record)
         except Exception:  # a broken handler or formatter must not break the request
             sys.stderr.write("asgi_guard: access log record could not be written\n")
@@ -236,13 +273,16 @@ class _Exchange:
 
     __slots__ = (
         "bytes",
-        "disconnected",
+        "complete",
         "done",
+        "extra",
         "layer",
+        "referer",
         "request_id",
         "scope",
         "started",
         "status",
+        "user_agent",
     )
 
     def __init__(self, layer: AccessLogMiddleware, scope: Scope) -> None:
@@ -251,16 +291,28 @@ class _Exchange:
         self.started = time.perf_counter()
         self.status: int | None = None
         self.bytes = 0
-        self.disconnected = False
+        self.complete = False
         self.done = False
         self.request_id: str | None = None
-        name = layer._rid_name
-        if name is not None:
-            incoming = None
-            for key, value in scope["headers"]:
-                if key == name:
-                    incoming = value
-                    break
+        self.user_agent: bytes | None = None
+        self.referer: bytes | None = None
+        self.extra: list[tuple[bytes, bytes]] | None = None
+        # One pass over the headers for everything the record needs.
+        rid_name = layer._rid_name
+        wanted = layer._log_headers
+        incoming = None
+        for key, value in scope["headers"]:
+            if key == b"user-agent":
+                self.user_agent = value
+            elif key == b"referer":
+                self.referer = value
+            elif key == rid_name:
+                incoming = value
+            if wanted and key in wanted:
+                if self.extra is None:
+                    self.extra = []
+                self.extra.append((key, value))
+        if rid_name is not None:
             rid = None
             if incoming is not None and len(incoming) <= 64:
                 text = incoming.decode("latin-1")
@@ -269,16 +321,6 @@ class _Exchange:
             self.request_id = rid or layer._ids.new()
             request_info(scope).request_id = self.request_id
 
-    def wrap_receive(self, receive: Receive) -> Receive:
-        async def receive_watch() -> Message:
-            message = await receive()
-            # A client leaving before its response is complete (websockets end this way normally).
-            if message["type"] == "http.disconnect" and not self.done:
-                self.disconnected = True
-            return message
-
-        return receive_watch
-
     def wrap_send(self, send: Send) -> Send:
         header = None
         if self.request_id is not None and self.layer._rid_name is not None:
@@ -286,21 +328,23 @@ class _Exchange:
 
         async def send_watch(message: Message) -> None:
             kind = message["type"]
-            if kind == "http.response.start" or kind == "websocket.http.response.start":
-                self.status = message["status"]
-                if header is not None:
-                    headers = message.get("headers", ())
-                    if not any(key.lower() == header[0] for key, _ in headers):
-                        message["headers"] = [*headers, header]
-                await send(message)
-                return
             if kind == "http.response.body":
                 self.bytes += len(message.get("body", b""))
                 await send(message)
                 if not message.get("more_body", False):
+                    self.complete = True
                     self.finish()  # streaming responses are logged when the last chunk goes out
                 return
-            if kind == "websocket.accept":
+            if kind == "http.response.start" or kind == "websocket.http.response.start":
+                self.status = message["status"]
+                if header is not None:
+                    headers = message.get("headers", ())
+                    for key, _ in headers:
+                        if key.lower() == header[0]:
+                            break
+                    else:
+                        message["headers"] = [*headers, header]
+            elif kind == "websocket.accept":
                 self.status = 101
             elif kind == "websocket.close" and self.status is None:
                 self.status = 403  # closed before accept: the handshake was refused
@@ -324,51 +368,54 @@ class _Exchange:
         self.done = True
         layer = self.layer
         scope = self.scope
-        headers = scope["headers"]
-        user_agent = referer = None
-        extra: dict[str, str] | None = None
-        wanted = layer._log_headers
-        for key, value in headers:
-            if key == b"user-agent":
-                user_agent = _text(value)
-            elif key == b"referer":
-                referer = _text(value)
-                if "?" in referer:
-                    base, _, query = referer.partition("?")
-                    referer = base + "?" + redact_query(query, layer.sensitive_query)
-            if wanted and key in wanted:
-                name = wanted[key]
-                text = _text(value, 2048)
-                if name in layer.sensitive_headers:
-                    text = _redact_header(name, text)
-                extra = extra or {}
-                extra[name] = text if name not in extra else extra[name] + ", " + text
+        referer = None
+        if self.referer is not None:
+            referer = _text(self.referer)
+            if "?" in referer:
+                base, _, query = referer.partition("?")
+                referer = base + "?" + redact_query(query, layer.sensitive_query)
         raw_query: bytes = scope.get("query_string", b"")
-        query = redact_query(_text(raw_query, 2048), layer.sensitive_query) if raw_query else ""
         path: str = scope.get("path", "")
         if "ey" in path:
             path = _JWT.sub(REDACTED, path)
         client = scope.get("client")
         user = scope.get("user")
-        info = scope.get("state", {}).get("asgi_guard")
+        state = scope.get("state")
+        info = state.get("asgi_guard") if state is not None else None
         fields: dict[str, Any] = {
             "method": scope.get("method", "WEBSOCKET"),
-            "path": _clean(path),
-            "query": query,
+            "path": path if path.isprintable() else _clean(path),
+            "query": redact_query(_text(raw_query, 2048), layer.sensitive_query)
+            if raw_query
+            else "",
             "status": self.status,
             "duration_ms": round((time.perf_counter() - self.started) * 1000, 3),
             "bytes": self.bytes,
             "client": client[0] if client else None,
             "scheme": scope.get("scheme"),
             "http_version": scope.get("http_version"),
-            "user_agent": user_agent,
+            "user_agent": None if self.user_agent is None else _text(self.user_agent),
             "referer": referer,
             "request_id": self.request_id,
-            "sub": getattr(user, "sub", None) if getattr(user, "is_authenticated", False) else None,
-            "code": info.code if info is not None else None,
-            "ratelimit": list(info.ratelimit) if info is not None and info.ratelimit else None,
-            "disconnected": self.disconnected,
+            "sub": user.sub
+            if user is not None and getattr(user, "is_authenticated", False)
+            else None,
+            "code": None,
+            "ratelimit": None,
+            # The app ended an http exchange before the last chunk: the client went away.
+            "disconnected": not self.complete and scope["type"] == "http" and self.status != 500,
         }
-        if extra is not None:
-            fields["headers"] = extra
+        if info is not None:
+            fields["code"] = info.code
+            if info.ratelimit:
+                fields["ratelimit"] = list(info.ratelimit)
+        if self.extra is not None:
+            logged: dict[str, str] = {}
+            for key, value in self.extra:
+                name = layer._log_headers[key]
+                text = _text(value, 2048)
+                if name in layer.sensitive_headers:
+                    text = _redact_header(name, text)
+                logged[name] = text if name not in logged else logged[name] + ", " + text
+            fields["headers"] = logged
         layer.emit(fields)

@@ -544,14 +544,15 @@ def jsonschema_peer(app: Any) -> Any:
 # --- access log ------------------------------------------------------------------------------
 
 
-def _null_logger(name: str) -> Any:
-    import io
+def _null_logger(name: str, handler_class: Any = None) -> Any:
     import logging
+
+    from asgi_guard import JSONLinesHandler
 
     logger = logging.getLogger(name)
     logger.handlers.clear()
-    logger.addHandler(logging.StreamHandler(io.StringIO()))
-    logger.handlers[0].stream = open(os.devnull, "w")  # noqa: SIM115 - lives for the process
+    stream = open(os.devnull, "w")  # noqa: SIM115 - lives for the process
+    logger.addHandler((handler_class or JSONLinesHandler)(stream))
     logger.setLevel(logging.INFO)
     logger.propagate = False
     return logger
@@ -586,16 +587,26 @@ def accesslog_layer() -> list[Group]:
     from asgi_guard import AccessLogMiddleware
 
     on = _null_logger("bench.access")
+    stdlib = _null_logger("bench.access.stdlib", logging.StreamHandler)
     off = logging.getLogger("bench.off")
     off.setLevel(logging.WARNING)
-    peer_logger = _null_logger("bench.peer")
+    peer_logger = _null_logger("bench.peer", logging.StreamHandler)
     get = scope_factory([(b"referer", b"https://example.com/page")])
     return [
         Group(
             "layer:accesslog",
             [
                 Case("raw ASGI app", raw_app, get),
-                Case("AccessLog to a null stream", AccessLogMiddleware(raw_app, logger=on), get),
+                Case(
+                    "AccessLog, JSONLinesHandler to a null stream",
+                    AccessLogMiddleware(raw_app, logger=on),
+                    get,
+                ),
+                Case(
+                    "AccessLog, logging.StreamHandler to a null stream",
+                    AccessLogMiddleware(raw_app, logger=stdlib),
+                    get,
+                ),
                 Case("AccessLog, logger disabled", AccessLogMiddleware(raw_app, logger=off), get),
                 Case("peer: logging BaseHTTPMiddleware", logging_peer(raw_app, peer_logger), get),
             ],

@@ -412,3 +412,25 @@ def test_bad_options(options: dict[str, Any], option: str) -> None:
     """Bad options fail at construction."""
     with pytest.raises((ConfigurationError, TypeError)):
         AccessLogMiddleware(RecordingApp(), **options)
+
+
+async def test_json_lines_handler(app: RecordingApp) -> None:
+    """JSONLinesHandler writes each record's JSON as one line; other records are formatted."""
+    import io
+
+    from asgi_guard import JSONLinesHandler
+
+    stream = io.StringIO()
+    logger = logging.getLogger("test.lines")
+    logger.addHandler(JSONLinesHandler(stream))
+    logger.setLevel(logging.INFO)
+    logger.propagate = False
+    try:
+        async with client_for(AccessLogMiddleware(app, logger=logger)) as client:
+            await client.get("/a")
+        logger.info("plain %s", "text")
+    finally:
+        logger.handlers.clear()
+    first, second = stream.getvalue().splitlines()
+    assert orjson.loads(first)["path"] == "/a"
+    assert second == "plain text"
