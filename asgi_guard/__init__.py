@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 from .accesslog import AccessLogMiddleware, JSONLinesHandler, RequestIdFilter, current_request_id
+from .check import Finding, check
+from .config import GuardConfig, guard, load_config
 from .errors import ConfigurationError
 from .https import HTTPSRedirectMiddleware
 from .jwt import AnonymousUser, AuthenticatedUser, JWTAuthMiddleware
@@ -16,6 +18,8 @@ __all__ = [
     "AnonymousUser",
     "AuthenticatedUser",
     "ConfigurationError",
+    "Finding",
+    "GuardConfig",
     "HTTPSRedirectMiddleware",
     "JSONLinesHandler",
     "JWTAuthMiddleware",
@@ -24,8 +28,11 @@ __all__ = [
     "RequestIdFilter",
     "RouteTable",
     "ValidationMiddleware",
+    "check",
     "compile_schema",
     "current_request_id",
+    "guard",
+    "load_config",
     "openapi_components",
 ]
 __version__ = "0.1.0"

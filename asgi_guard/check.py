@@ -1,0 +1,147 @@
+"""``asgi_guard.check``: insecure or suspicious settings in a config, each with a fix."""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from typing import Any, Final, Literal
+
+import msgspec
+
+from .config import GuardConfig, load_config
+
+__all__ = ["Finding", "check"]
+
+_SIX_MONTHS: Final = 15_552_000
+_TEN_MIB: Final = 10 * 1024 * 1024
+#: Routes that issue or exchange credentials: limits there must not fail open.
+_CREDENTIAL_ROUTE: Final = re.compile(
+    r"(login|token|oauth|signin|sign-in|auth|password|session)", re.I
+)
+
+
+class Finding(msgspec.Struct, frozen=True):
+    """One problem found in a config."""
+
+    code: str
+    """Stable identifier, e.g. ``AG001``."""
+    level: Literal["error", "warning"]
+    """``error`` findings make ``asgi-guard check`` exit non-zero."""
+    message: str
+    """What is wrong."""
+    fix: str
+    """What to change."""
+
+    def __str__(self) -> str:
+        return f"{self.code} [{self.level}] {self.message} Fix: {self.fix}"
+
+
+def check(
+    config: GuardConfig | Mapping[str, Any] | str | os.PathLike[str],
+    *,
+    workers: int = 1,
+    environ: Mapping[str, str] | None = None,
+) -> list[Finding]:
+    """Review ``config`` like a deployment checklist; returns the findings (empty when clean).
+
+    ``workers`` is the number of server processes the app will run in (memory storage is per
+    process, so limits multiply with workers).
+    """
+    cfg = load_config(config, environ)
+    found: list[Finding] = []
+
+    def add(code: str, level: Literal["error", "warning"], message: str, fix: str) -> None:
+        found.append(Finding(code, level, message, fix))
+
+    if cfg.https is None:
+        add("AG001", "error", "HTTPS redirect and HSTS are off.", "Add an [https] section.")
+    elif cfg.https.hsts_max_age < _SIX_MONTHS:
+        add(
+            "AG002",
+            "warning",
+            f"HSTS max-age is {cfg.https.hsts_max_age} s, under six months.",
+            "Set https.hsts_max_age = 31536000 once HTTPS works everywhere.",
+        )
+    if cfg.proxy is not None and "*" in cfg.proxy.trusted:
+        add(
+            "AG003",
+            "error",
+            "proxy.trusted contains '*': any client can forge its address and scheme.",
+            "List the proxies' addresses or networks (e.g. 10.0.0.0/8).",
+        )
+    if cfg.jwt is not None:
+        j = cfg.jwt
+        if not j.audience:
+            add(
+                "AG004",
+                "warning",
+                "JWT audience is not checked: tokens for other APIs are accepted.",
+                "Set jwt.audience.",
+            )
+        if not j.issuer:
+            add("AG005", "warning", "JWT issuer is not checked.", "Set jwt.issuer.")
+        if j.secret is not None and len(j.secret.encode()) < 32:
+            add(
+                "AG006",
+                "error",
+                "The HMAC secret is shorter than 32 bytes (RFC 7518 section 3.2 wants at least 256 bits).",
+                "Use a random secret of 32+ bytes, from ASGI_GUARD_JWT__SECRET.",
+            )
+        if j.leeway > 60:
+            add(
+                "AG007",
+                "warning",
+                f"JWT leeway is {j.leeway:g} s.",
+                "Keep jwt.leeway at 60 s or less.",
+            )
+        if j.default == "public":
+            add(
+                "AG008",
+                "warning",
+                "Routes without a rule are public: a new route is open until someone adds a rule.",
+                "Set jwt.default = 'authenticated' and mark public routes explicitly.",
+            )
+    else:
+        add(
+            "AG009",
+            "warning",
+            "No JWT authentication is configured.",
+            "Add a [jwt] section unless the app authenticates itself.",
+        )
+    if cfg.rate_limit is not None:
+        rl = cfg.rate_limit
+        if rl.on_storage_error == "open":
+            patterns = list(rl.rules) + [r.path for r in cfg.routes if r.limit is not None]
+            sensitive = [p for p in patterns if _CREDENTIAL_ROUTE.search(p)]
+            if sensitive:
+                add(
+                    "AG010",
+                    "warning",
+                    f"Rate limits fail open on credential routes ({', '.join(sensitive)}): a storage outage opens them to brute force.",
+                    "Set rate_limit.on_storage_error = 'closed'.",
+                )
+        if rl.storage.startswith(("memory", "async+memory")) and workers > 1:
+            add(
+                "AG011",
+                "error",
+                f"Memory storage with {workers} workers: each process counts alone, so limits are {workers}x looser.",
+                "Use a shared storage: rate_limit.storage = 'redis://...'.",
+            )
+    else:
+        add("AG012", "warning", "No rate limiting is configured.", "Add a [rate_limit] section.")
+    if cfg.validation is not None and cfg.validation.max_body_size > _TEN_MIB:
+        add(
+            "AG013",
+            "warning",
+            f"validation.max_body_size is {cfg.validation.max_body_size} bytes (over 10 MiB).",
+            "Lower it, or stream large uploads to a dedicated route.",
+        )
+    if cfg.access_log is None:
+        add(
+            "AG014",
+            "warning",
+            "No access log: incidents cannot be traced.",
+            "Add an [access_log] section.",
+        )
+    return found

@@ -1,0 +1,415 @@
+"""One typed config for the whole stack, and :func:`guard` that builds it around an app."""
+
+from __future__ import annotations
+
+import importlib
+import os
+import tomllib
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Literal
+
+import msgspec
+
+from ._asgi import ASGIApp
+from .errors import ConfigurationError
+
+__all__ = [
+    "AccessLogConfig",
+    "GuardConfig",
+    "HTTPSConfig",
+    "JWTConfig",
+    "ProxyConfig",
+    "RateLimitConfig",
+    "RouteConfig",
+    "ValidationConfig",
+    "guard",
+    "load_config",
+]
+
+_ENV_PREFIX = "ASGI_GUARD_"
+
+
+class _Section(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    pass
+
+
+class ProxyConfig(_Section, frozen=True):
+    """Trusted proxies (:class:`~asgi_guard.ProxyHeadersMiddleware`)."""
+
+    trusted: list[str] = msgspec.field(default_factory=lambda: ["127.0.0.1", "::1"])
+    """IPs and CIDRs of the proxies whose forwarding headers are honoured."""
+    mode: Literal["x-forwarded", "forwarded"] = "x-forwarded"
+    """Which headers to read: X-Forwarded-* or RFC 7239 Forwarded."""
+
+
+class HTTPSConfig(_Section, frozen=True):
+    """HTTPS redirect and HSTS (:class:`~asgi_guard.HTTPSRedirectMiddleware`)."""
+
+    hsts_max_age: int = 31_536_000
+    """HSTS max-age in seconds."""
+    hsts_include_subdomains: bool = True
+    """Add includeSubDomains to HSTS."""
+    hsts_preload: bool = False
+    """Add preload to HSTS."""
+    allowed_hosts: list[str] | None = None
+    """Hosts a redirect may point to (exact or *.suffix)."""
+    host: str | None = None
+    """A fixed canonical host for redirects."""
+    https_port: int = 443
+    """The port of the HTTPS site."""
+    exempt: list[str] = msgspec.field(default_factory=list)
+    """Route patterns served over plain HTTP."""
+    status_code: int = 308
+    """Redirect status."""
+
+
+class RateLimitConfig(_Section, frozen=True):
+    """Rate limiting (:class:`~asgi_guard.RateLimitMiddleware`)."""
+
+    limit: str | None = None
+    """Default limit for routes without a rule, e.g. "100/minute"."""
+    rules: dict[str, Any] = msgspec.field(default_factory=dict)
+    """Route pattern -> limit, "exempt", or {limit, cost, group}."""
+    strategy: Literal["sliding-window", "moving-window", "fixed-window"] = "sliding-window"
+    """Counting strategy."""
+    storage: str = "memory://"
+    """A limits storage URI (memory://, redis://...)."""
+    key: str = "ip"
+    """ip, sub, claim:<name> or header:<name>; identity keys run after JWT authentication."""
+    identity_limit: str | None = None
+    """A second default limit keyed by the JWT subject, applied after authentication."""
+    headers: bool | Literal["legacy"] = True
+    """IETF RateLimit headers; "legacy" adds X-RateLimit-*."""
+    shadow: bool = False
+    """Count and log, never refuse."""
+    on_storage_error: Literal["open", "closed"] = "open"
+    """Admit (open) or refuse with 503 (closed) while the storage fails."""
+    storage_timeout: float = 0.5
+    """Seconds a network storage may take."""
+
+
+class JWTConfig(_Section, frozen=True):
+    """JWT bearer authentication (:class:`~asgi_guard.JWTAuthMiddleware`)."""
+
+    issuer: str | None = None
+    """Required iss."""
+    audience: str | list[str] | None = None
+    """Accepted aud values."""
+    algorithms: list[str] | None = None
+    """Allowed algorithms."""
+    jwks: str | dict[str, Any] | None = None
+    """A JWKS file path or inline JWKS."""
+    jwks_url: str | None = None
+    """Remote JWKS URL."""
+    discovery: bool = False
+    """Use OIDC discovery from the issuer."""
+    secret: str | None = None
+    """HMAC secret (better supplied as ASGI_GUARD_JWT__SECRET)."""
+    rules: dict[str, Any] = msgspec.field(default_factory=dict)
+    """Route pattern -> scopes, "public", "authenticated" or "deny"."""
+    default: Literal["authenticated", "public", "deny"] = "authenticated"
+    """Policy of routes without a rule."""
+    leeway: float = 30
+    """Clock skew allowance in seconds."""
+    token_type: str | None = None
+    """Required typ header, e.g. at+jwt."""
+    scope_claims: list[str] = msgspec.field(default_factory=lambda: ["scope", "scp"])
+    """Claims that grant scopes."""
+    realm: str = "api"
+    """WWW-Authenticate realm."""
+    cache_size: int = 10_000
+    """Verified-token cache entries."""
+
+
+class ValidationConfig(_Section, frozen=True):
+    """Request validation (:class:`~asgi_guard.ValidationMiddleware`)."""
+
+    schemas: dict[str, Any] = msgspec.field(default_factory=dict)
+    """Route pattern -> "module:Type" or a JSON Schema."""
+    query: dict[str, Any] = msgspec.field(default_factory=dict)
+    """Route pattern -> "module:Type" or a JSON Schema for the query string."""
+    max_body_size: int = 1024 * 1024
+    """Largest accepted body in bytes."""
+    max_depth: int = 64
+    """Deepest accepted JSON nesting."""
+
+
+class AccessLogConfig(_Section, frozen=True):
+    """The access log (:class:`~asgi_guard.AccessLogMiddleware`)."""
+
+    logger: str = "asgi_guard.access"
+    """Logger name."""
+    redact_headers: list[str] = msgspec.field(default_factory=list)
+    """More headers to redact."""
+    redact_query: list[str] = msgspec.field(default_factory=list)
+    """More query parameters to redact."""
+    request_id_header: str | None = "x-request-id"
+    """Request id header; null disables request ids."""
+    log_headers: list[str] = msgspec.field(default_factory=list)
+    """Request headers to include in records (redacted)."""
+
+
+class RouteConfig(_Section, frozen=True):
+    """Everything about one route, in one place; merged into the layers' own rules."""
+
+    path: str
+    """Route pattern, e.g. "POST /orders"."""
+    scopes: list[str] | None = None
+    """Scopes a token must grant."""
+    public: bool = False
+    """No token needed."""
+    limit: str | None = None
+    """Rate limit of this route."""
+    cost: int = 1
+    """Hits one request counts for."""
+    schema: str | dict[str, Any] | None = None
+    """Body type ("module:Type") or JSON Schema."""
+    query: str | dict[str, Any] | None = None
+    """Query type or JSON Schema."""
+    redirect_exempt: bool = False
+    """Serve over plain HTTP without redirect."""
+
+
+class GuardConfig(_Section, frozen=True):
+    """The whole stack. A present section enables its layer."""
+
+    proxy: ProxyConfig | None = None
+    https: HTTPSConfig | None = None
+    rate_limit: RateLimitConfig | None = None
+    jwt: JWTConfig | None = None
+    validation: ValidationConfig | None = None
+    access_log: AccessLogConfig | None = None
+    routes: list[RouteConfig] = msgspec.field(default_factory=list)
+
+
+_SECTIONS = {
+    "proxy": ProxyConfig,
+    "https": HTTPSConfig,
+    "rate_limit": RateLimitConfig,
+    "jwt": JWTConfig,
+    "validation": ValidationConfig,
+    "access_log": AccessLogConfig,
+}
+
+
+def _read_file(path: Path) -> dict[str, Any]:
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise ConfigurationError("config", f"cannot read {str(path)!r}: {exc.strerror}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigurationError("config", f"{path.name} is not valid TOML: {exc}") from None
+    if path.name == "pyproject.toml":
+        data = data.get("tool", {}).get("asgi-guard")
+        if not isinstance(data, dict):
+            raise ConfigurationError("config", "pyproject.toml has no [tool.asgi-guard] table")
+    return data
+
+
+def _apply_env(data: dict[str, Any], environ: Mapping[str, str]) -> dict[str, Any]:
+    """ASGI_GUARD_<SECTION>__<OPTION>=value overrides (secrets stay out of files)."""
+    for name, value in environ.items():
+        if not name.startswith(_ENV_PREFIX) or "__" not in name:
+            continue
+        section, _, option = name[len(_ENV_PREFIX) :].lower().partition("__")
+        if section not in _SECTIONS:
+            raise ConfigurationError(name, f"unknown section {section!r}")
+        if option not in _SECTIONS[section].__struct_fields__:
+            raise ConfigurationError(name, f"unknown option {option!r} of [{section}]")
+        target = data.setdefault(section, {})
+        if not isinstance(target, dict):
+            raise ConfigurationError(name, f"[{section}] is not a table")
+        target[option] = value
+    return data
+
+
+def load_config(
+    config: GuardConfig | Mapping[str, Any] | str | os.PathLike[str],
+    environ: Mapping[str, str] | None = None,
+) -> GuardConfig:
+    """A validated :class:`GuardConfig` from a config object, a dict, or a TOML file path.
+
+    Errors name the exact place, e.g. ``routes[2].limit: invalid rate '5/fortnight'``.
+    """
+    environ = os.environ if environ is None else environ
+    if isinstance(config, GuardConfig):
+        if not any(k.startswith(_ENV_PREFIX) for k in environ):
+            return config
+        config = msgspec.to_builtins(config)
+    if isinstance(config, (str, os.PathLike)):
+        data = _read_file(Path(config))
+    elif isinstance(config, Mapping):
+        data = dict(config)
+    else:
+        raise ConfigurationError("config", "must be a GuardConfig, a dict or a TOML file path")
+    data = {k: (dict(v) if isinstance(v, Mapping) else v) for k, v in data.items()}
+    data = _apply_env(data, environ)
+    try:
+        return msgspec.convert(data, GuardConfig, strict=False)
+    except msgspec.ValidationError as exc:
+        message, _, where = str(exc).partition(" - at `")
+        where = where.rstrip("`").removeprefix("$").lstrip(".") or "config"
+        raise ConfigurationError(where, message) from None
+
+
+def resolve(reference: str, where: str) -> Any:
+    """The object named by ``"module:attribute"``."""
+    module_name, sep, attribute = reference.partition(":")
+    if not sep or not module_name or not attribute:
+        raise ConfigurationError(where, f"expected 'module:attribute', not {reference!r}")
+    try:
+        value: Any = importlib.import_module(module_name)
+        for part in attribute.split("."):
+            value = getattr(value, part)
+    except (ImportError, AttributeError) as exc:
+        raise ConfigurationError(where, f"cannot import {reference!r}: {exc}") from None
+    return value
+
+
+def _schema(value: Any, where: str) -> Any:
+    return resolve(value, where) if isinstance(value, str) else value
+
+
+def _identity_key(key: str) -> bool:
+    return key == "sub" or key.startswith("claim:")
+
+
+def _build(option: str, factory: Any, app: ASGIApp, **kwargs: Any) -> ASGIApp:
+    """Build one layer, prefixing its ConfigurationError with the config section."""
+    try:
+        layer: ASGIApp = factory(app, **kwargs)
+    except ConfigurationError as exc:
+        raise ConfigurationError(f"{option}.{exc.option}", exc.message) from None
+    return layer
+
+
+def guard(
+    app: ASGIApp,
+    config: GuardConfig | Mapping[str, Any] | str | os.PathLike[str],
+    *,
+    environ: Mapping[str, str] | None = None,
+) -> ASGIApp:
+    """Wrap ``app`` in the layers ``config`` enables, in the order that keeps them correct::
+
+        ProxyHeaders -> AccessLog -> HTTPSRedirect -> RateLimit(ip) -> JWTAuth
+            -> RateLimit(identity) -> Validation -> app
+
+    ``config`` is a :class:`GuardConfig`, a dict of the same shape, or the path of a TOML file
+    (``pyproject.toml`` is read from ``[tool.asgi-guard]``). ``ASGI_GUARD_<SECTION>__<OPTION>``
+    environment variables override file values. A bad config raises
+    :class:`ConfigurationError` here, at start-up, never at the first request.
+    """
+    from .accesslog import AccessLogMiddleware
+    from .https import HTTPSRedirectMiddleware
+    from .jwt import JWTAuthMiddleware
+    from .proxy import ProxyHeadersMiddleware
+    from .ratelimit import RateLimitMiddleware, _parse_limit
+    from .routes import parse_pattern
+    from .validation import ValidationMiddleware
+
+    cfg = load_config(config, environ)
+    jwt_rules = dict(cfg.jwt.rules) if cfg.jwt else {}
+    limit_rules = dict(cfg.rate_limit.rules) if cfg.rate_limit else {}
+    schemas = {
+        k: _schema(v, f"validation.schemas[{k!r}]")
+        for k, v in (cfg.validation.schemas if cfg.validation else {}).items()
+    }
+    queries = {
+        k: _schema(v, f"validation.query[{k!r}]")
+        for k, v in (cfg.validation.query if cfg.validation else {}).items()
+    }
+    exempt = list(cfg.https.exempt) if cfg.https else []
+    for index, route in enumerate(cfg.routes):
+        where = f"routes[{index}]"
+        parse_pattern(route.path, f"{where}.path")
+        if route.scopes is not None or route.public:
+            if cfg.jwt is None:
+                raise ConfigurationError(f"{where}.scopes", "needs a [jwt] section")
+            if route.scopes is not None and route.public:
+                raise ConfigurationError(f"{where}.public", "a public route cannot require scopes")
+            jwt_rules[route.path] = "public" if route.public else list(route.scopes or [])
+        if route.limit is not None:
+            if cfg.rate_limit is None:
+                raise ConfigurationError(f"{where}.limit", "needs a [rate_limit] section")
+            _parse_limit(f"{where}.limit", route.limit)
+            limit_rules[route.path] = (
+                {"limit": route.limit, "cost": route.cost} if route.cost != 1 else route.limit
+            )
+        if route.schema is not None:
+            if cfg.validation is None:
+                raise ConfigurationError(f"{where}.schema", "needs a [validation] section")
+            schemas[route.path] = _schema(route.schema, f"{where}.schema")
+        if route.query is not None:
+            if cfg.validation is None:
+                raise ConfigurationError(f"{where}.query", "needs a [validation] section")
+            queries[route.path] = _schema(route.query, f"{where}.query")
+        if route.redirect_exempt:
+            if cfg.https is None:
+                raise ConfigurationError(f"{where}.redirect_exempt", "needs an [https] section")
+            exempt.append(route.path)
+
+    # Built from the inside out.
+    stack: ASGIApp = app
+    if cfg.validation is not None:
+        v = cfg.validation
+        stack = _build(
+            "validation", ValidationMiddleware, stack,
+            schemas=schemas, query=queries, max_body_size=v.max_body_size, max_depth=v.max_depth,
+        )  # fmt: skip
+    # An IP-keyed limit runs before JWT (floods are refused before a signature check); an
+    # identity-keyed one (sub, claim:...) after it, where the identity is known.
+    rl = cfg.rate_limit
+    ip_limits: dict[str, Any] | None = None
+    identity_limits: dict[str, Any] | None = None
+    if rl is not None:
+        if _identity_key(rl.key):
+            if rl.identity_limit is not None:
+                raise ConfigurationError(
+                    "rate_limit.identity_limit", "with an identity key, use limit"
+                )
+            identity_limits = {"limit": rl.limit, "rules": limit_rules, "key": rl.key}
+        else:
+            ip_limits = {"limit": rl.limit, "rules": limit_rules, "key": rl.key}
+            if rl.identity_limit is not None:
+                identity_limits = {"limit": rl.identity_limit, "rules": {}, "key": "sub"}
+        if identity_limits is not None and cfg.jwt is None:
+            raise ConfigurationError("rate_limit.key", "identity-keyed limits need a [jwt] section")
+        common = {
+            "strategy": rl.strategy, "storage": rl.storage, "headers": rl.headers,
+            "shadow": rl.shadow, "on_storage_error": rl.on_storage_error,
+            "storage_timeout": rl.storage_timeout,
+        }  # fmt: skip
+        if identity_limits is not None:
+            stack = _build("rate_limit", RateLimitMiddleware, stack, **identity_limits, **common)
+    if cfg.jwt is not None:
+        j = cfg.jwt
+        stack = _build(
+            "jwt", JWTAuthMiddleware, stack,
+            issuer=j.issuer, audience=j.audience, algorithms=j.algorithms, jwks=j.jwks,
+            jwks_url=j.jwks_url, discovery=j.discovery, secret=j.secret, rules=jwt_rules,
+            default=j.default, leeway=j.leeway, token_type=j.token_type,
+            scope_claims=j.scope_claims, realm=j.realm, cache_size=j.cache_size,
+        )  # fmt: skip
+    if ip_limits is not None:
+        stack = _build("rate_limit", RateLimitMiddleware, stack, **ip_limits, **common)
+    if cfg.https is not None:
+        h = cfg.https
+        stack = _build(
+            "https", HTTPSRedirectMiddleware, stack,
+            hsts_max_age=h.hsts_max_age, hsts_include_subdomains=h.hsts_include_subdomains,
+            hsts_preload=h.hsts_preload, allowed_hosts=h.allowed_hosts, host=h.host,
+            https_port=h.https_port, exempt=exempt, status_code=h.status_code,
+        )  # fmt: skip
+    if cfg.access_log is not None:
+        a = cfg.access_log
+        stack = _build(
+            "access_log", AccessLogMiddleware, stack,
+            logger=a.logger, redact_headers=a.redact_headers, redact_query=a.redact_query,
+            request_id_header=a.request_id_header, log_headers=a.log_headers,
+        )  # fmt: skip
+    if cfg.proxy is not None:
+        stack = _build(
+            "proxy", ProxyHeadersMiddleware, stack, trusted=cfg.proxy.trusted, mode=cfg.proxy.mode
+        )
+    return stack

@@ -1,0 +1,56 @@
+"""Development keys and tokens: never for production (the private key sits in a file)."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Iterable
+from typing import Any
+
+from joserfc import jwt
+from joserfc.jwk import ECKey, KeySet
+
+__all__ = ["generate_keys", "mint_token", "public_jwks"]
+
+DEV_ISSUER = "asgi-guard-dev"
+DEV_AUDIENCE = "asgi-guard-dev-api"
+
+
+def generate_keys() -> dict[str, Any]:
+    """A private JWKS with one fresh ES256 (P-256) signing key."""
+    key = ECKey.generate_key(
+        "P-256", parameters={"kid": f"dev-{uuid.uuid4().hex[:8]}", "alg": "ES256", "use": "sig"}
+    )
+    return {"keys": [key.as_dict(private=True)]}
+
+
+def public_jwks(private: dict[str, Any]) -> dict[str, Any]:
+    """The public half of a JWKS, safe to publish."""
+    return dict(KeySet.import_key_set(private).as_dict(private=False))  # type: ignore[arg-type]
+
+
+def mint_token(
+    private: dict[str, Any],
+    *,
+    sub: str,
+    scopes: Iterable[str] = (),
+    ttl: int = 3600,
+    issuer: str = DEV_ISSUER,
+    audience: str = DEV_AUDIENCE,
+    extra: dict[str, Any] | None = None,
+) -> str:
+    """An ES256 access token (``typ: at+jwt``, RFC 9068) signed with the JWKS's first key."""
+    key = ECKey.import_key(private["keys"][0])
+    now = int(time.time())
+    claims: dict[str, Any] = {
+        "iss": issuer,
+        "aud": audience,
+        "sub": sub,
+        "iat": now,
+        "exp": now + ttl,
+        "jti": uuid.uuid4().hex,
+        "scope": " ".join(scopes),
+        **(extra or {}),
+    }
+    header = {"alg": "ES256", "typ": "at+jwt", "kid": key.kid}
+    return jwt.encode(header, claims, key, algorithms=["ES256"])
