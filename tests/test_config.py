@@ -7,18 +7,12 @@ from pathlib import Path
 from typing import Any
 
 import msgspec
-
 import pytest
 
 from asgi_guard import (
-    AccessLogMiddleware,
     ConfigurationError,
     GuardConfig,
-    HTTPSRedirectMiddleware,
-    JWTAuthMiddleware,
-    ProxyHeadersMiddleware,
     RateLimitMiddleware,
-    ValidationMiddleware,
     check,
     guard,
     load_config,
@@ -58,7 +52,7 @@ def layers(app: Any) -> list[str]:
     names = []
     while not isinstance(app, RecordingApp):
         names.append(
-            f"{type(app).__name__}({getattr(app, '_key', None) and app._key.__name__ or ''})"
+            f"{type(app).__name__}({(getattr(app, '_key', None) and app._key.__name__) or ''})"
             if isinstance(app, RateLimitMiddleware)
             else type(app).__name__
         )
