@@ -1,0 +1,336 @@
+"""The asgi-guard command line, and a real uvicorn server in front of a guarded app."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from asgi_guard.cli import main
+
+from .conftest import free_port
+
+
+def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
+    code = main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_keys_and_token(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """keys writes a private and a public JWKS; token mints a token the public one verifies."""
+    from asgi_guard import JWTAuthMiddleware
+    from asgi_guard.devkeys import DEV_AUDIENCE, DEV_ISSUER
+
+    key_file = tmp_path / "dev-keys.json"
+    code, out, _ = run(capsys, "keys", "--out", str(key_file))
+    assert code == 0
+    assert out.splitlines() == [
+        f"private JWKS (development only): {key_file}",
+        f"public JWKS (for jwt.jwks): {tmp_path / 'dev-keys.public.json'}",
+    ]
+    assert oct(key_file.stat().st_mode & 0o777) == "0o600"
+    public = json.loads((tmp_path / "dev-keys.public.json").read_text())
+    assert "d" not in public["keys"][0]
+    assert run(capsys, "keys", "--out", str(key_file))[0] == 2
+
+    code, out, _ = run(
+        capsys,
+        "token",
+        "--sub",
+        "alice",
+        "--scope",
+        "orders:read orders:write",
+        "--ttl",
+        "60",
+        "--key",
+        str(key_file),
+    )
+    assert code == 0
+    token = out.strip()
+    mw = JWTAuthMiddleware(
+        lambda s, r, se: None,
+        jwks=public,
+        issuer=DEV_ISSUER,
+        audience=DEV_AUDIENCE,
+        algorithms=["ES256"],
+    )  # type: ignore[arg-type, return-value]
+    import asyncio
+
+    user = asyncio.run(mw._authenticate(token.encode()))
+    assert (user.sub, user.scopes) == ("alice", frozenset({"orders:read", "orders:write"}))
+
+
+def test_token_without_keys_is_one_line_error(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Errors are one line on stderr with exit code 2."""
+    code, out, err = run(capsys, "token", "--sub", "a", "--key", str(tmp_path / "none.json"))
+    assert (code, out) == (2, "")
+    assert (
+        err
+        == f"asgi-guard: error: no key file {tmp_path / 'none.json'}: run 'asgi-guard keys' first\n"
+    )
+    (tmp_path / "junk.json").write_text("[]")
+    assert run(capsys, "token", "--sub", "a", "--key", str(tmp_path / "junk.json"))[2].endswith(
+        "is not a private JWKS made by 'asgi-guard keys'\n"
+    )
+
+
+def test_check_command(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """check prints findings and exits 1 when any is an error, 0 otherwise."""
+    bad = tmp_path / "bad.toml"
+    bad.write_text('[proxy]\ntrusted = ["*"]\n[jwt]\nsecret = "short"\n')
+    code, out, _ = run(capsys, "check", "--config", str(bad))
+    assert code == 1
+    assert "AG003 [error] proxy.trusted contains '*'" in out
+    assert out.splitlines()[-1] == "7 finding(s), 3 error(s)"
+    good = tmp_path / "good.toml"
+    good.write_text(
+        '[proxy]\n[access_log]\n[https]\n[rate_limit]\nlimit = "10/second"\n[validation]\n'
+        '[jwt]\nsecret = "0123456789abcdef0123456789abcdef"\nissuer = "i"\naudience = "a"\n'
+    )
+    assert run(capsys, "check", "--config", str(good)) == (0, "0 finding(s), 0 error(s)\n", "")
+    assert run(capsys, "check", "--config", str(good), "--workers", "2")[0] == 1
+
+
+def test_check_bad_config_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A broken config file is a one-line error, exit 2."""
+    path = tmp_path / "g.toml"
+    path.write_text('[[routes]]\npath = "/a"\nlimit = 3\n')
+    code, _, err = run(capsys, "check", "--config", str(path))
+    assert (code, err) == (
+        2,
+        "asgi-guard: error: routes[0].limit: Expected `str | null`, got `int`\n",
+    )
+
+
+def test_serve_rejects_bad_config_before_starting(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """serve validates the app reference and config first."""
+    path = tmp_path / "g.toml"
+    path.write_text("[https]\nstatus_code = 200\n")
+    code, _, err = run(capsys, "serve", "tests.conftest:RecordingApp", "--config", str(path))
+    assert (code, err) == (
+        2,
+        "asgi-guard: error: https.status_code: must be one of 301, 302, 303, 307, 308, not 200\n",
+    )
+    code, _, err = run(capsys, "serve", "tests.nothing:app", "--config", str(path))
+    assert code == 2
+    assert err.startswith("asgi-guard: error: app: cannot import 'tests.nothing:app'")
+
+
+def test_help(capsys: pytest.CaptureFixture[str]) -> None:
+    """--help lists every command."""
+    with pytest.raises(SystemExit) as info:
+        main(["--help"])
+    out = capsys.readouterr().out
+    assert info.value.code == 0
+    assert all(cmd in out for cmd in ("serve", "demo", "token", "keys", "check"))
+
+
+def _wait_for(url: str, proc: subprocess.Popen[bytes] | None = None, timeout: float = 20) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc is not None and proc.poll() is not None:
+            raise AssertionError(f"server exited with {proc.returncode}")
+        try:
+            httpx.get(url, timeout=0.5)
+            return
+        except httpx.TransportError:
+            time.sleep(0.1)
+    raise AssertionError("server did not start")
+
+
+@pytest.fixture
+def demo() -> Iterator[tuple[str, str]]:
+    """`python -m asgi_guard demo` as a real process on a free port."""
+    port = free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "asgi_guard", "demo", "--port", str(port)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        _wait_for(base + "/health", proc)
+        banner = b""
+        while b"429" not in banner:
+            assert proc.stdout is not None
+            banner += proc.stdout.readline()
+        assert proc.stdout is not None
+        banner += proc.stdout.readline()
+        yield base, banner.decode()
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+        assert proc.stdout is not None
+        proc.stdout.close()
+
+
+def test_demo_serves_every_layer(demo: tuple[str, str]) -> None:
+    """The demo's printed curl commands show 308, 200, 401, 403, 422, 201 and 429 for real."""
+    base, banner = demo
+    tokens = re.findall(r"Bearer ([A-Za-z0-9_.-]+)'", banner)
+    reader, writer = tokens[0], tokens[2]
+    https = {"x-forwarded-proto": "https"}
+    order = {"product_id": 1, "quantity": 2}
+    with httpx.Client(base_url=base) as client:
+        redirect = client.get("/products")
+        assert (redirect.status_code, redirect.headers["location"]) == (
+            308,
+            "https://127.0.0.1/products",
+        )
+        assert client.get("/products?limit=2", headers=https).json() == [
+            {"id": 1, "name": "keyboard", "price_cents": 4900},
+            {"id": 2, "name": "mouse", "price_cents": 1900},
+        ]
+        assert client.get("/orders", headers=https).status_code == 401
+        assert (
+            client.post(
+                "/orders", json=order, headers={**https, "authorization": f"Bearer {reader}"}
+            ).status_code
+            == 403
+        )
+        bad = client.post(
+            "/orders",
+            json={**order, "quantity": 99},
+            headers={**https, "authorization": f"Bearer {writer}"},
+        )
+        assert (bad.status_code, bad.json()["errors"]) == (
+            422,
+            [{"loc": "$.quantity", "msg": "Expected `int` <= 10"}],
+        )
+        created = client.post(
+            "/orders", json=order, headers={**https, "authorization": f"Bearer {writer}"}
+        )
+        assert (created.status_code, created.json()) == (
+            201,
+            {"id": 1, "product_id": 1, "quantity": 2},
+        )
+        mine = client.get("/orders/1", headers={**https, "authorization": f"Bearer {reader}"})
+        assert mine.json() == {"id": 1, "product_id": 1, "quantity": 2, "note": None}
+        statuses = [
+            client.post(
+                "/orders", json=order, headers={**https, "authorization": f"Bearer {writer}"}
+            ).status_code
+            for _ in range(3)
+        ]
+        assert statuses == [201, 201, 429]  # the 6th POST /orders this minute from this address
+        injection = client.get("/products", params={"q": "' OR 1=1 --"}, headers=https)
+        assert (injection.status_code, injection.json()) == (200, [])
+
+
+class _Server:
+    """A real uvicorn server in a thread, stopped by the fixture."""
+
+    def __init__(self, app: Any) -> None:
+        import uvicorn
+
+        self.port = free_port()
+        config = uvicorn.Config(
+            app,
+            host="127.0.0.1",
+            port=self.port,
+            log_level="warning",
+            proxy_headers=False,
+            access_log=False,
+            lifespan="on",
+        )
+        self.server = uvicorn.Server(config)
+        self.thread = threading.Thread(target=self.server.run, daemon=True)
+
+    def __enter__(self) -> str:
+        self.thread.start()
+        _wait_for(f"http://127.0.0.1:{self.port}/health")
+        return f"http://127.0.0.1:{self.port}"
+
+    def __exit__(self, *exc: object) -> None:
+        self.server.should_exit = True
+        self.thread.join(timeout=10)
+
+
+def test_guarded_starlette_app_over_real_http(caplog: pytest.LogCaptureFixture) -> None:
+    """Every layer over real HTTP through uvicorn: redirect, HSTS, auth, limits, validation, log."""
+    import logging
+
+    from starlette.applications import Starlette
+    from starlette.requests import Request
+    from starlette.responses import JSONResponse
+    from starlette.routing import Route
+
+    from asgi_guard import guard
+    from asgi_guard.devkeys import DEV_AUDIENCE, DEV_ISSUER, generate_keys, mint_token, public_jwks
+
+    async def health(request: Request) -> JSONResponse:
+        return JSONResponse({"ok": True})
+
+    async def echo(request: Request) -> JSONResponse:
+        body = await request.json()
+        return JSONResponse(
+            {"user": request.user.display_name, "scopes": sorted(request.user.scopes), "body": body}
+        )
+
+    keys = generate_keys()
+    app = guard(
+        Starlette(routes=[Route("/health", health), Route("/echo", echo, methods=["POST"])]),
+        {
+            "proxy": {},
+            "access_log": {},
+            "https": {"exempt": ["/health"]},
+            "rate_limit": {"limit": "100/minute", "rules": {"POST /echo": "2/minute"}},
+            "jwt": {
+                "jwks": public_jwks(keys),
+                "issuer": DEV_ISSUER,
+                "audience": DEV_AUDIENCE,
+                "rules": {"/health": "public", "POST /echo": ["echo"]},
+            },
+            "validation": {
+                "schemas": {
+                    "POST /echo": {
+                        "type": "object",
+                        "properties": {"n": {"type": "integer"}},
+                        "required": ["n"],
+                    }
+                }
+            },
+        },
+        environ={},
+    )
+    token = mint_token(keys, sub="carol", scopes=["echo"])
+    headers = {
+        "x-forwarded-proto": "https",
+        "x-forwarded-for": "198.51.100.4",
+        "authorization": f"Bearer {token}",
+    }
+    with (
+        caplog.at_level(logging.INFO, "asgi_guard.access"),
+        _Server(app) as base,
+        httpx.Client(base_url=base) as client,
+    ):
+        assert client.post("/echo", json={"n": 1}).status_code == 308
+        ok = client.post("/echo", json={"n": 1}, headers=headers)
+        assert ok.json() == {"user": "carol", "scopes": ["echo"], "body": {"n": 1}}
+        assert ok.headers["strict-transport-security"] == "max-age=31536000; includeSubDomains"
+        assert client.post("/echo", json={"n": "x"}, headers=headers).status_code == 422
+        assert client.post("/echo", json={"n": 1}, headers=headers).status_code == 429
+    records = [r for r in caplog.records if r.name == "asgi_guard.access" and r.path == "/echo"]  # type: ignore[attr-defined]
+    assert [(r.status, r.client, r.scheme) for r in records] == [  # type: ignore[attr-defined]
+        (308, "127.0.0.1", "http"),
+        (200, "198.51.100.4", "https"),
+        (422, "198.51.100.4", "https"),
+        (429, "198.51.100.4", "https"),
+    ]
+    assert records[1].sub == "carol"  # type: ignore[attr-defined]
