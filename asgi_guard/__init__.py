@@ -7,7 +7,7 @@ from .check import Finding, check
 from .config import GuardConfig, guard, load_config
 from .errors import ConfigurationError
 from .https import HTTPSRedirectMiddleware
-from .jwt import AnonymousUser, AuthenticatedUser, JWTAuthMiddleware
+from .jwt import AnonymousUser, AuthenticatedUser, JWTAuthMiddleware, RequireScopes
 from .proxy import ProxyHeadersMiddleware
 from .ratelimit import RateLimitMiddleware
 from .routes import RouteTable
@@ -26,6 +26,7 @@ __all__ = [
     "ProxyHeadersMiddleware",
     "RateLimitMiddleware",
     "RequestIdFilter",
+    "RequireScopes",
     "RouteTable",
     "ValidationMiddleware",
     "check",

@@ -73,7 +73,7 @@ def _demo(args: argparse.Namespace) -> int:
 
     uvicorn = _uvicorn()
     keys = generate_keys()
-    app = guard(build_demo(), demo_config(keys))
+    app = guard(build_demo(), demo_config(keys), environ={})  # embedded defaults only
     reader = mint_token(keys, sub="alice", scopes=["orders:read"])
     writer = mint_token(keys, sub="alice", scopes=["orders:read", "orders:write"])
     base = f"http://{args.host}:{args.port}"

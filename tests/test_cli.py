@@ -334,3 +334,47 @@ def test_guarded_starlette_app_over_real_http(caplog: pytest.LogCaptureFixture) 
         (429, "198.51.100.4", "https"),
     ]
     assert records[1].sub == "carol"  # type: ignore[attr-defined]
+
+
+def test_demo_app_in_process() -> None:
+    """The demo's app and config, driven in-process: scopes, BOLA-safe reads, unknown products."""
+    import asyncio
+
+    from asgi_guard import guard
+    from asgi_guard.demo import build_demo, demo_config
+    from asgi_guard.devkeys import generate_keys, mint_token
+
+    from .conftest import client_for
+
+    keys = generate_keys()
+    app = guard(build_demo(), demo_config(keys), environ={})
+    alice = {
+        "authorization": f"Bearer {mint_token(keys, sub='alice', scopes=['orders:read', 'orders:write'])}"
+    }
+    bob = {"authorization": f"Bearer {mint_token(keys, sub='bob', scopes=['orders:read'])}"}
+
+    async def scenario() -> None:
+        async with client_for(app, base_url="https://testserver") as client:
+            assert (await client.get("/health")).json() == {"status": "ok"}
+            assert (await client.get("/products", params={"limit": 1, "q": "mon"})).json() == [
+                {"id": 3, "name": "monitor", "price_cents": 18900}
+            ]
+            assert (await client.get("/products", params={"limit": 99})).status_code == 422
+            assert (
+                await client.post("/orders", json={"product_id": 99, "quantity": 1}, headers=alice)
+            ).status_code == 404
+            assert (
+                await client.post(
+                    "/orders", json={"product_id": 2, "quantity": 1, "note": "gift"}, headers=alice
+                )
+            ).status_code == 201
+            assert (await client.get("/orders", headers=alice)).json() == [
+                {"id": 1, "product_id": 2, "quantity": 1, "note": "gift"}
+            ]
+            assert (await client.get("/orders", headers=bob)).json() == []
+            assert (
+                await client.get("/orders/1", headers=bob)
+            ).status_code == 404  # not bob's order
+            assert (await client.get("/orders/x", headers=bob)).status_code == 404
+
+    asyncio.run(scenario())

@@ -102,6 +102,19 @@ SMALL_SCHEMAS: list[dict[str, Any]] = [
     {"oneOf": [{"type": "null"}, {"type": "array", "items": {"type": "integer"}}]},
     {"type": "object", "properties": {"x": {"type": "integer"}}, "required": ["x", "y"]},
     {"enum": [1, 2, "three"]},
+    {"type": "string", "enum": ["three", 2]},
+    {"type": ["integer", "null"], "const": 2},
+    {"type": "object", "additionalProperties": {"type": "integer"}, "minProperties": 1},
+    {"type": "number", "exclusiveMinimum": -1, "exclusiveMaximum": 3.5},
+    {"type": "string", "format": "date-time"},
+    {"allOf": [{"type": "integer"}]},
+    {"type": "object", "additionalProperties": False},
+    {
+        "$defs": {"n": {"type": "integer"}},
+        "type": "array",
+        "items": {"$ref": "#/$defs/n"},
+        "maxItems": 2,
+    },
     {},
 ]
 SMALL_INSTANCES: list[Any] = [
@@ -243,6 +256,35 @@ def _leaves(value: Any) -> list[Any]:
             {"allOf": [{"type": "string"}, {"minLength": 2}]},
             "'allOf' is only supported with a single member",
         ),
+        (
+            {"type": "object", "properties": {"a": 5}},
+            "a schema must be an object, not 5 at $.properties.a",
+        ),
+        ({"$ref": "#/$defs/a", "type": "string"}, "'$ref' beside other keywords is not supported"),
+        (
+            {"anyOf": [{"type": "string"}], "type": "string"},
+            "'anyOf' beside other keywords is not supported",
+        ),
+        ({"const": 1, "minimum": 0}, "'const' beside other keywords is not supported"),
+        ({"enum": []}, "'enum' must be a non-empty list"),
+        ({"type": "string", "enum": [1, 2]}, "no 'enum' value has the declared type"),
+        ({"type": ["string", "string"]}, "'type' list must be non-empty and without repeats"),
+        (
+            {"type": "object", "properties": [], "required": []},
+            "'properties' must be an object and 'required' a list",
+        ),
+        (
+            {"type": "object", "properties": {"a": {}}, "minProperties": 1},
+            "'minProperties'/'maxProperties' with 'properties' is not supported",
+        ),
+        (
+            {"type": "string", "format": "date", "minLength": 1},
+            "'format' beside length or pattern keywords is not supported",
+        ),
+        ({"type": "array", "items": [{"type": "string"}]}, "tuple-form 'items' is not supported"),
+        ({"type": "integer", "maximum": True}, "'maximum' must be a number"),
+        ({"type": "boolean", "minimum": 1}, "keyword 'minimum' cannot be enforced"),
+        ({"$defs": 5, "$ref": "#/$defs/x"}, "unresolvable reference"),
     ],
 )
 def test_unenforceable_keywords_are_configuration_errors(

@@ -17,7 +17,13 @@ from .keys import ALG_FAMILY, KeyStore, RemoteKeys, VerifyKey, load_jwks, secret
 from .tokens import TokenError
 from .user import ANONYMOUS, AnonymousUser, AuthenticatedUser
 
-__all__ = ["AnonymousUser", "AuthenticatedUser", "JWTAuthMiddleware"]
+__all__ = [
+    "AnonymousUser",
+    "AuthenticatedUser",
+    "JWTAuthMiddleware",
+    "RequireScopes",
+    "ScopeRequirement",
+]
 
 _AUTHORIZATION: Final = b"authorization"
 #: RFC 6750 section 2.1: b64token = 1*( ALPHA / DIGIT / "-" / "." / "_" / "~" / "+" / "/" ) *"="
@@ -39,10 +45,57 @@ _NO_KEYS: Final = Problem(
 _PUBLIC: Final = "public"
 
 
+class ScopeRequirement:
+    """Scopes a request needs, with its RFC 6750 section 3.1 ``insufficient_scope`` answer."""
+
+    __slots__ = ("headers", "problem", "scopes")
+
+    def __init__(self, scopes: frozenset[str], realm: str = "api") -> None:
+        self.scopes = scopes
+        listed = " ".join(sorted(scopes))
+        self.problem = Problem(
+            403,
+            "jwt.insufficient_scope",
+            "Forbidden",
+            f"The access token lacks a required scope: {listed}.",
+        )
+        challenge = f'Bearer realm="{realm}", error="insufficient_scope", scope="{listed}"'
+        self.headers = ((b"www-authenticate", challenge.encode()),)
+
+    async def refuse(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Answer 403 naming the required scopes."""
+        await self.problem.send(scope, receive, send, self.headers)
+
+
+class RequireScopes:
+    """Require scopes of the user a :class:`JWTAuthMiddleware` further out authenticated.
+
+    For per-handler checks where routing happens inside the app (e.g. Litestar handler
+    ``opt``): 401 when the caller is anonymous, 403 when a scope is missing.
+    """
+
+    def __init__(self, app: ASGIApp, *, scopes: Iterable[str], realm: str = "api") -> None:
+        self.app = app
+        self.requirement = ScopeRequirement(_parse_rule("scopes", list(scopes)).scopes, realm)
+        self._missing = ((b"www-authenticate", f'Bearer realm="{realm}"'.encode()),)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] not in ("http", "websocket"):
+            await self.app(scope, receive, send)
+            return
+        user = scope.get("user")
+        if not getattr(user, "is_authenticated", False):
+            await _MISSING.send(scope, receive, send, self._missing)
+        elif not self.requirement.scopes <= user.scopes:  # type: ignore[union-attr]
+            await self.requirement.refuse(scope, receive, send)
+        else:
+            await self.app(scope, receive, send)
+
+
 class _Rule:
     """What a route requires: nothing (public), a valid token, scopes, or no access (deny)."""
 
-    __slots__ = ("deny", "forbidden", "public", "scopes")
+    __slots__ = ("deny", "public", "requirement", "scopes")
 
     def __init__(
         self, *, public: bool = False, deny: bool = False, scopes: frozenset[str] = frozenset()
@@ -50,7 +103,7 @@ class _Rule:
         self.public = public
         self.deny = deny
         self.scopes = scopes
-        self.forbidden: Problem | None = None
+        self.requirement: ScopeRequirement | None = None
 
 
 def _parse_rule(option: str, value: Any) -> _Rule:
@@ -257,19 +310,7 @@ class JWTAuthMiddleware:
         }
         for rule in [self._default, *parsed.values()]:
             if rule.scopes:
-                rule.forbidden = Problem(
-                    403,
-                    "jwt.insufficient_scope",
-                    "Forbidden",
-                    "The access token lacks a required scope: "
-                    + " ".join(sorted(rule.scopes))
-                    + ".",
-                )
-        self._forbidden_headers = {}
-        for rule in [self._default, *parsed.values()]:
-            scopes = " ".join(sorted(rule.scopes))
-            value = f'{challenge}, error="insufficient_scope", scope="{scopes}"'
-            self._forbidden_headers[id(rule)] = ((b"www-authenticate", value.encode()),)
+                rule.requirement = ScopeRequirement(rule.scopes, realm)
         self._rules: RouteTable[_Rule] = RouteTable(parsed, option="rules")
 
     # -- per request -----------------------------------------------------------------------
@@ -304,8 +345,8 @@ class JWTAuthMiddleware:
                     scope["user"] = user
                     await self.app(scope, receive, send)
                     return
-                assert rule.forbidden is not None
-                await rule.forbidden.send(scope, receive, send, self._forbidden_headers[id(rule)])
+                assert rule.requirement is not None
+                await rule.requirement.refuse(scope, receive, send)
                 return
         else:
             problem = _MISSING if token is None else token  # type: ignore[assignment]

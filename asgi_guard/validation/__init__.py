@@ -146,12 +146,15 @@ def _list_fields(kind: Any) -> frozenset[str]:
 
 
 class _Route:
-    __slots__ = ("body", "body_type", "query", "query_lists")
+    __slots__ = ("body", "body_type", "builtins", "query", "query_builtins", "query_lists")
 
     def __init__(self) -> None:
         self.body: msgspec.json.Decoder[Any] | None = None
         self.body_type: Any = None
+        # Given as JSON Schema: the app gets plain dicts and lists, as from json.loads.
+        self.builtins = False
         self.query: Any = None
+        self.query_builtins = False
         self.query_lists: frozenset[str] = frozenset()
 
 
@@ -165,7 +168,8 @@ class ValidationMiddleware:
     NaN, nesting deeper than ``max_depth``, an empty body) is 400 ``validation.malformed``; a
     schema violation is 422 ``validation.invalid_body`` with ``errors: [{loc, msg}]`` that never
     echo submitted values. On success the app receives the exact body through a replaying
-    ``receive`` and the decoded object at ``scope["state"]["validated_body"]``.
+    ``receive`` and the decoded object at ``scope["state"]["validated_body"]`` (an instance of
+    the msgspec type; plain dicts and lists for a JSON Schema).
 
     Args:
         schemas: route pattern -> a msgspec type (Struct, dict, list, Annotated, ...) or a
@@ -201,9 +205,11 @@ class ValidationMiddleware:
             route = routes.setdefault(pattern, _Route())
             route.body_type = _to_type(value, f"schemas[{pattern!r}]")
             route.body = msgspec.json.Decoder(route.body_type)
+            route.builtins = isinstance(value, Mapping)
         for pattern, value in (query or {}).items():
             route = routes.setdefault(pattern, _Route())
             route.query = _to_type(value, f"query[{pattern!r}]")
+            route.query_builtins = isinstance(value, Mapping)
             route.query_lists = _list_fields(route.query)
         self._routes: RouteTable[_Route] = RouteTable(routes, option="schemas")
 
@@ -278,7 +284,9 @@ class ValidationMiddleware:
         except Exception:
             await _MALFORMED.send(scope, receive, send)
             return
-        scope_state(scope)["validated_body"] = value
+        scope_state(scope)["validated_body"] = (
+            msgspec.to_builtins(value) if route.builtins else value
+        )
         await self.app(scope, _replay(body, receive), send)
 
     async def _query(self, route: _Route, scope: Scope, receive: Receive, send: Send) -> bool:
@@ -317,7 +325,9 @@ class ValidationMiddleware:
                 scope, receive, send, extra={"errors": [_error_entry(error, "query")]}
             )
             return False
-        scope_state(scope)["validated_query"] = validated
+        scope_state(scope)["validated_query"] = (
+            msgspec.to_builtins(validated) if route.query_builtins else validated
+        )
         return True
 
 

@@ -64,6 +64,21 @@ _SIMPLE: Final[dict[str, Any]] = {
 }
 
 
+def _is_type(value: Any, kind: Any) -> bool:
+    """Whether a JSON value is of a JSON Schema type (booleans are not numbers)."""
+    if kind == "null":
+        return value is None
+    if kind == "boolean":
+        return isinstance(value, bool)
+    if kind == "integer":
+        return isinstance(value, int) and not isinstance(value, bool)
+    if kind == "number":
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if kind == "string":
+        return isinstance(value, str)
+    return False
+
+
 class _Compiler:
     def __init__(self, root: Mapping[str, Any], option: str) -> None:
         self.root = root
@@ -101,17 +116,20 @@ class _Compiler:
             if keys != {"allOf"} or not isinstance(parts, list) or len(parts) != 1:
                 raise self.error(where, "'allOf' is only supported with a single member")
             return self.compile(parts[0], f"{where}.allOf[0]")
-        if "const" in keys:
-            if keys - {"const", "type"}:
-                raise self.error(where, "'const' beside other keywords is not supported")
-            return self.literal([schema["const"]], f"{where}.const")
-        if "enum" in keys:
-            if keys - {"enum", "type"}:
-                raise self.error(where, "'enum' beside other keywords is not supported")
-            values = schema["enum"]
+        if "const" in keys or "enum" in keys:
+            keyword = "const" if "const" in keys else "enum"
+            if keys - {keyword, "type"}:
+                raise self.error(where, f"'{keyword}' beside other keywords is not supported")
+            values = [schema["const"]] if keyword == "const" else schema["enum"]
             if not isinstance(values, list) or not values:
                 raise self.error(where, "'enum' must be a non-empty list")
-            return self.literal(values, f"{where}.enum")
+            if "type" in schema:
+                # Keep only the values the type admits, as a validator checking both would.
+                types = schema["type"] if isinstance(schema["type"], list) else [schema["type"]]
+                values = [v for v in values if any(_is_type(v, t) for t in types)]
+                if not values:
+                    raise self.error(where, f"no '{keyword}' value has the declared type")
+            return self.literal(values, f"{where}.{keyword}")
         kind = schema.get("type")
         if kind is None:
             if keys:
@@ -214,18 +232,18 @@ class _Compiler:
         if not isinstance(properties, Mapping) or not isinstance(required, list):
             raise self.error(where, "'properties' must be an object and 'required' a list")
         if not properties and not required:
-            value = Any if extra is True else self.compile(extra, f"{where}.additionalProperties")
-            if extra is False:
-                raise self.error(
-                    f"{where}.additionalProperties",
-                    "an object without properties cannot forbid all",
-                )
             meta: dict[str, Any] = {}
             if "minProperties" in schema:
                 meta["min_length"] = self.count(schema, "minProperties", where)
             if "maxProperties" in schema:
                 meta["max_length"] = self.count(schema, "maxProperties", where)
-            return Annotated[dict[str, value], msgspec.Meta(**meta)] if meta else dict[str, value]  # type: ignore[valid-type]
+            if extra is False:
+                meta["max_length"] = 0  # no properties and none allowed: only {}
+                value: Any = Any
+            else:
+                value = self.compile(extra, f"{where}.additionalProperties")
+            kind = dict[str, value]
+            return Annotated[kind, msgspec.Meta(**meta)] if meta else kind
         if extra not in (True, False):
             raise self.error(
                 f"{where}.additionalProperties",

@@ -1,0 +1,1 @@
+"""Small glue for frameworks: FastAPI dependencies and Litestar handler ``opt`` policies."""

@@ -1,0 +1,124 @@
+"""Starlette: Middleware(...) for every layer and for guard(), and the example app."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import orjson
+import pytest
+from starlette.applications import Starlette
+from starlette.middleware import Middleware
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Route
+
+from asgi_guard import (
+    AccessLogMiddleware,
+    HTTPSRedirectMiddleware,
+    JWTAuthMiddleware,
+    ProxyHeadersMiddleware,
+    RateLimitMiddleware,
+    ValidationMiddleware,
+    guard,
+)
+
+from ..conftest import client_for
+from .tokens import SECRET, bearer
+
+pytestmark = pytest.mark.anyio
+
+
+async def whoami(request: Request) -> JSONResponse:
+    return JSONResponse(
+        {
+            "user": request.user.display_name,
+            "authenticated": request.user.is_authenticated,
+            "sub": (request.auth or {}).get("sub"),
+            "client": request.client.host if request.client else None,
+            "scheme": request.url.scheme,
+            "body": request.scope.get("state", {}).get("validated_body"),
+        }
+    )
+
+
+def starlette(middleware: list[Middleware]) -> Starlette:
+    return Starlette(routes=[Route("/who", whoami, methods=["GET", "POST"])], middleware=middleware)
+
+
+async def test_every_layer_as_starlette_middleware(caplog: pytest.LogCaptureFixture) -> None:
+    """Middleware(Layer, ...) works for each layer; request.user/auth/client/url see the results."""
+    app = starlette(
+        [
+            Middleware(ProxyHeadersMiddleware, trusted=["127.0.0.1"]),
+            Middleware(AccessLogMiddleware, logger="test.starlette"),
+            Middleware(HTTPSRedirectMiddleware),
+            Middleware(RateLimitMiddleware, limit="1/minute"),
+            Middleware(
+                JWTAuthMiddleware, secret=SECRET, audience="s-api", issuer="https://issuer.example"
+            ),
+            Middleware(ValidationMiddleware, schemas={"POST /who": dict[str, int]}),
+        ]
+    )
+    headers = {"x-forwarded-for": "198.51.100.8", "x-forwarded-proto": "https", **bearer("s-api")}
+    with caplog.at_level(logging.INFO, "test.starlette"):
+        async with client_for(app, base_url="http://testserver") as client:
+            ok = await client.post(
+                "/who", content=b'{"a": 1}', headers={**headers, "content-type": "application/json"}
+            )
+            assert ok.json() == {
+                "user": "alice",
+                "authenticated": True,
+                "sub": "alice",
+                "client": "198.51.100.8",
+                "scheme": "https",
+                "body": {"a": 1},
+            }
+            assert ok.headers["strict-transport-security"].startswith("max-age=")
+            assert (
+                await client.get("/who", headers={"x-forwarded-proto": "https"})
+            ).status_code == 401
+            assert (await client.get("/who", headers=headers)).status_code == 429
+    assert [orjson.loads(r.getMessage())["status"] for r in caplog.records] == [200, 401, 429]
+
+
+async def test_guard_as_starlette_middleware() -> None:
+    """Middleware(guard, config=...) builds the whole stack inside Starlette."""
+    app = starlette([Middleware(guard, config={"jwt": {"secret": SECRET, "audience": "s-api"}})])
+    async with client_for(app) as client:
+        assert (await client.get("/who")).status_code == 401
+        assert (await client.get("/who", headers=bearer("s-api"))).json()["user"] == "alice"
+
+
+async def test_example_app() -> None:
+    """examples/starlette_app.py: public health, scoped and validated notes."""
+    from examples.starlette_app import app
+
+    https = {"x-forwarded-proto": "https"}
+    async with client_for(app, base_url="http://testserver") as client:
+        assert (await client.get("/health")).json() == {"status": "ok"}
+        assert (await client.get("/me", headers=https)).status_code == 401
+        me = await client.get("/me", headers={**https, **bearer("notes-api", "notes:read")})
+        assert me.json() == {"sub": "alice", "scopes": ["notes:read"]}
+        post: dict[str, Any] = {
+            "headers": {
+                **https,
+                **bearer("notes-api", "notes:write"),
+                "content-type": "application/json",
+            }
+        }
+        assert (await client.post("/notes", content=b'{"text": "hi"}', **post)).json() == {
+            "created": {"text": "hi"}
+        }
+        assert (await client.post("/notes", content=b'{"text": ""}', **post)).status_code == 422
+        assert (
+            await client.post(
+                "/notes",
+                content=b'{"text": "hi"}',
+                headers={
+                    **https,
+                    **bearer("notes-api", "notes:read"),
+                    "content-type": "application/json",
+                },
+            )
+        ).status_code == 403
