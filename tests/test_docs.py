@@ -32,7 +32,7 @@ def test_python_blocks_run(code: str, monkeypatch: pytest.MonkeyPatch) -> None:
     module = types.ModuleType("docs_example")
     monkeypatch.setitem(sys.modules, "docs_example", module)
     try:
-        exec(compile(code, "<docs>", "exec"), module.__dict__)  # noqa: S102
+        exec(compile(code, "<docs>", "exec"), module.__dict__)
     finally:
         for name, handlers in loggers.items():
             logging.getLogger(name).handlers[:] = handlers
