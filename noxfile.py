@@ -81,3 +81,12 @@ def bench(session: nox.Session) -> None:
     """In-process benchmarks: every layer, the whole stack and the peers, as ratios in one run."""
     session.install("-e", ".[dev]", "slowapi>=0.1.9", "pyjwt[crypto]>=2.8", "matplotlib>=3.8")
     session.run("python", "-m", "benchmarks", *session.posargs)
+
+
+@nox.session(default=False)
+def loadtest(session: nox.Session) -> None:
+    """End to end: uvicorn (httptools, uvloop) + wrk on 127.0.0.1, bare vs guarded vs peers."""
+    session.install(
+        "-e", ".[dev]", "uvicorn[standard]>=0.30", "slowapi>=0.1.9", "pyjwt[crypto]>=2.8"
+    )
+    session.run("python", "-m", "benchmarks.loadtest", *session.posargs)

@@ -15,6 +15,7 @@ import orjson
 
 __all__ = [
     "ASGIApp",
+    "BoundedMemo",
     "Headers",
     "Message",
     "Problem",
@@ -256,3 +257,29 @@ def parse_host(value: str) -> tuple[str, int | None] | None:
     if not 0 < port < 65536:
         return None
     return host, port
+
+
+# --- memo -----------------------------------------------------------------------------------
+
+
+class BoundedMemo(dict[Any, Any]):
+    """A memo for results computed from header values, which repeat from request to request.
+
+    Bounded in entries (cleared when full) and in key size: values longer than ``max_key``
+    bytes are never stored, so hostile input cannot pin much memory.
+    """
+
+    __slots__ = ("max_entries", "max_key")
+
+    def __init__(self, max_entries: int = 4096, max_key: int = 256) -> None:
+        super().__init__()
+        self.max_entries = max_entries
+        self.max_key = max_key
+
+    def remember(self, key: Any, size: int, value: Any) -> Any:
+        """Store ``value`` under ``key`` (of ``size`` bytes) if small enough; returns ``value``."""
+        if size <= self.max_key:
+            if len(self) >= self.max_entries:
+                self.clear()
+            self[key] = value
+        return value

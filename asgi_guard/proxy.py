@@ -5,9 +5,9 @@ from __future__ import annotations
 import functools
 import ipaddress
 from collections.abc import Iterable
-from typing import Any, Final, Literal
+from typing import Final, Literal
 
-from ._asgi import ASGIApp, Receive, Scope, Send, parse_host
+from ._asgi import ASGIApp, BoundedMemo, Receive, Scope, Send, parse_host
 from .errors import ConfigurationError
 
 __all__ = ["ProxyHeadersMiddleware"]
@@ -21,10 +21,6 @@ Hop = tuple[str, int]
 #: (client, (http scheme, websocket scheme), Host value): what a header value resolves to.
 _Resolved = tuple[Hop | None, tuple[str, str] | None, bytes | None]
 _X_NAMES: Final = frozenset((b"x-forwarded-for", b"x-forwarded-proto", b"x-forwarded-host"))
-#: Distinct header values remembered per instance; values longer than _MEMO_MAX_VALUE bytes
-#: are resolved every time, so hostile input cannot pin much memory.
-_MEMO_SIZE: Final = 4096
-_MEMO_MAX_VALUE: Final = 256
 _MISS: Final = object()
 
 
@@ -190,7 +186,7 @@ class ProxyHeadersMiddleware:
         self._trusted = _TrustedProxies(trusted)
         self._classify = self._trusted.classify
         # Header values repeat from request to request: resolve each distinct one once.
-        self._memo: dict[Any, _Resolved | None] = {}
+        self._memo = BoundedMemo()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]
@@ -264,9 +260,10 @@ class ProxyHeadersMiddleware:
         key = (fors, protos, hosts)
         resolved = self._memo.get(key, _MISS)
         if resolved is _MISS:
-            resolved = self._remember(key, self._x_chain(fors, protos, hosts))
+            size = len(fors or b"") + len(protos or b"") + len(hosts or b"")
+            resolved = self._memo.remember(key, size, self._x_chain(fors, protos, hosts))
         if resolved is not None:
-            _apply(scope, kind, resolved)  # type: ignore[arg-type]
+            _apply(scope, kind, resolved)
 
     def _forwarded(self, scope: Scope, kind: str) -> None:
         raw: bytes | None = None
@@ -276,17 +273,9 @@ class ProxyHeadersMiddleware:
         if raw is not None:
             resolved = self._memo.get(raw, _MISS)
             if resolved is _MISS:
-                resolved = self._remember(raw, self._forwarded_chain(raw))
+                resolved = self._memo.remember(raw, len(raw), self._forwarded_chain(raw))
             if resolved is not None:
-                _apply(scope, kind, resolved)  # type: ignore[arg-type]
-
-    def _remember(self, key: Any, resolved: _Resolved | None) -> _Resolved | None:
-        size = sum(len(part) for part in key if part) if isinstance(key, tuple) else len(key)
-        if size <= _MEMO_MAX_VALUE:
-            if len(self._memo) >= _MEMO_SIZE:
-                self._memo.clear()
-            self._memo[key] = resolved
-        return resolved
+                _apply(scope, kind, resolved)
 
 
 def _resolved(client: Hop | None, proto: str | None, host: str | None) -> _Resolved:

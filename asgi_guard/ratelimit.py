@@ -13,6 +13,7 @@ from collections.abc import Callable, Mapping
 from typing import Any, Final, Literal
 
 from limits import RateLimitItem, parse_many
+from limits.aio.storage import MemoryStorage
 from limits.aio.strategies import (
     FixedWindowRateLimiter,
     MovingWindowRateLimiter,
@@ -140,6 +141,33 @@ def _key_function(key: str | KeyFunc) -> Callable[[Scope], str]:
     )
 
 
+class SweepingMemoryStorage(MemoryStorage):
+    """limits' async memory storage, sweeping expired keys at most once per second.
+
+    The stock class schedules a sweep of *every* key after *every* hit: under a running event
+    loop that is a task and O(keys) work per request. Sweeping once a second keeps memory just as
+    bounded (idle clients are still dropped once their windows pass) at a constant cost.
+    """
+
+    sweep_interval: float = 1.0
+
+    def __init__(
+        self, uri: str | None = None, wrap_exceptions: bool = False, **options: Any
+    ) -> None:
+        super().__init__(uri, wrap_exceptions=wrap_exceptions, **options)
+        self._next_sweep = 0.0
+
+    async def _MemoryStorage__schedule_expiry(self) -> None:
+        now = time.monotonic()
+        if now >= self._next_sweep:
+            self._next_sweep = now + self.sweep_interval
+            await super()._MemoryStorage__schedule_expiry()  # type: ignore[misc]
+
+
+#: Only when limits' memory storage has the hook this relies on; else the stock class is used.
+_FAST_MEMORY: Final = hasattr(MemoryStorage, "_MemoryStorage__schedule_expiry")
+
+
 def _storage(uri: str) -> Any:
     """An async ``limits`` storage for ``uri``, with the installed Redis client chosen for it."""
     if not isinstance(uri, str) or "://" not in uri:
@@ -150,6 +178,8 @@ def _storage(uri: str) -> Any:
     base = scheme.removeprefix("async+")
     full = uri if scheme.startswith("async+") else "async+" + uri
     options: dict[str, Any] = {}
+    if base == "memory" and _FAST_MEMORY:
+        return SweepingMemoryStorage(full, wrap_exceptions=True)
     if base.startswith("redis") or base == "rediss":
         if importlib.util.find_spec("redis") is not None:
             options["implementation"] = "redispy"

@@ -1,7 +1,7 @@
 """In-process ASGI benchmark harness.
 
 Each case is an ASGI app driven directly (a fresh synthetic scope per request, a one-chunk
-``receive``, a discarding ``send``) in one event loop. Cases of a group run interleaved, round
+``receive``, a discarding ``send``) in one event loop, yielding to the loop after each request. Cases of a group run interleaved, round
 after round, so machine drift hits every case alike; each result is the median ns/request over
 the rounds, with the spread (interquartile range) and the ratio to the group's baseline.
 """
@@ -65,6 +65,7 @@ def _runner(case: Case) -> Callable[[int], Awaitable[None]]:
         async def run_calls(n: int) -> None:
             for _ in range(n):
                 await call()
+                await asyncio.sleep(0)
 
         return run_calls
 
@@ -79,6 +80,9 @@ def _runner(case: Case) -> Callable[[int], Awaitable[None]]:
     async def run_app(n: int) -> None:
         for _ in range(n):
             await app(make_scope(), receive, _discard)
+            # Yield to the loop as a server does between requests, so background work that a
+            # layer schedules (sweeps, refreshes) is paid for inside the measurement.
+            await asyncio.sleep(0)
 
     return run_app
 

@@ -478,3 +478,34 @@ def test_bad_options(options: dict[str, Any], option: str, message: str) -> None
         RateLimitMiddleware(RecordingApp(), **options)
     assert info.value.option == option
     assert message in info.value.message
+
+
+async def test_memory_storage_sweeps_at_most_once_a_second() -> None:
+    """Stock limits sweeps every key after every hit (O(keys) per request); ours once a second."""
+    from limits import parse
+    from limits.aio.storage import MemoryStorage
+    from limits.aio.strategies import SlidingWindowCounterRateLimiter
+
+    from asgi_guard.ratelimit import SweepingMemoryStorage
+
+    async def sweep_tasks(storage: Any) -> int:
+        limiter = SlidingWindowCounterRateLimiter(storage)
+        item = parse("1000/minute")
+        timers: list[Any] = []  # the task objects themselves (ids are reused once collected)
+        for i in range(200):
+            await limiter.hit(item, f"client-{i}")
+            await asyncio.sleep(0)  # let background tasks run, as a server's loop does
+            if not timers or storage.timer is not timers[-1]:
+                timers.append(storage.timer)
+        storage.timer.cancel()
+        return len(timers)
+
+    assert await sweep_tasks(MemoryStorage()) > 100
+    assert await sweep_tasks(SweepingMemoryStorage()) == 1
+
+
+def test_memory_uri_uses_the_sweeping_storage(app: RecordingApp) -> None:
+    """memory:// gets the sweeping storage."""
+    from asgi_guard.ratelimit import SweepingMemoryStorage
+
+    assert isinstance(RateLimitMiddleware(app, limit="1/second").storage, SweepingMemoryStorage)

@@ -9,7 +9,7 @@ from urllib.parse import parse_qsl
 
 import msgspec
 
-from .._asgi import ASGIApp, Message, Problem, Receive, Scope, Send, scope_state
+from .._asgi import ASGIApp, BoundedMemo, Message, Problem, Receive, Scope, Send, scope_state
 from ..errors import ConfigurationError
 from ..routes import RouteTable
 from .schema import compile_schema
@@ -212,6 +212,7 @@ class ValidationMiddleware:
             route.query_builtins = isinstance(value, Mapping)
             route.query_lists = _list_fields(route.query)
         self._routes: RouteTable[_Route] = RouteTable(routes, option="schemas")
+        self._media_types = BoundedMemo(max_entries=256)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or not self._routes:
@@ -246,7 +247,15 @@ class ValidationMiddleware:
         if encoding is not None and encoding.strip().lower() not in (b"", b"identity"):
             await _ENCODING.send(scope, receive, send)
             return
-        if not _check_media_type(content_type):
+        if content_type is None:
+            await _MEDIA_TYPE.send(scope, receive, send)
+            return
+        acceptable = self._media_types.get(content_type)
+        if acceptable is None:
+            acceptable = self._media_types.remember(
+                content_type, len(content_type), _check_media_type(content_type)
+            )
+        if not acceptable:
             await _MEDIA_TYPE.send(scope, receive, send)
             return
 
