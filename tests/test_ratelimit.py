@@ -509,3 +509,24 @@ def test_memory_uri_uses_the_sweeping_storage(app: RecordingApp) -> None:
     from asgi_guard.ratelimit import SweepingMemoryStorage
 
     assert isinstance(RateLimitMiddleware(app, limit="1/second").storage, SweepingMemoryStorage)
+
+
+@pytest.mark.parametrize(("limit", "cost"), [(5, 1), (7, 3), (2, 5)])
+async def test_inlined_sliding_window_matches_limits(limit: int, cost: int) -> None:
+    """The inlined sliding window admits and reports exactly what limits' own memory storage does."""
+    from limits.aio.storage import MemoryStorage
+
+    from asgi_guard.ratelimit import SweepingMemoryStorage
+
+    stock, ours = MemoryStorage(), SweepingMemoryStorage()
+    verdicts = []
+    for storage in (stock, ours):
+        verdicts.append([await storage.acquire_sliding_window_entry("k", limit, 60, cost) for _ in range(6)])
+    assert verdicts[0] == verdicts[1]
+    a, b = await stock.get_sliding_window("k", 60), await ours.get_sliding_window("k", 60)
+    assert (a[0], a[2]) == (b[0], b[2])
+    assert abs(a[1] - b[1]) < 0.5
+    assert abs(a[3] - b[3]) < 0.5
+    for storage in (stock, ours):
+        if storage.timer is not None:
+            storage.timer.cancel()
