@@ -145,3 +145,52 @@ def redis_url() -> Any:
     yield f"redis://127.0.0.1:{port}/0"
     proc.terminate()
     proc.wait(timeout=10)
+
+
+class Channel:
+    """The server side of one raw ASGI exchange: feeds ``messages`` to ``receive`` (then
+    ``repeat`` forever, or ``http.disconnect``) and records everything the app sends."""
+
+    def __init__(
+        self, messages: list[Message] | None = None, repeat: Message | None = None
+    ) -> None:
+        self.incoming = list(messages or [])
+        self.repeat = repeat
+        self.sent: list[Message] = []
+        self.reads = 0
+
+    async def receive(self) -> Message:
+        self.reads += 1
+        if self.incoming:
+            return self.incoming.pop(0)
+        return self.repeat if self.repeat is not None else {"type": "http.disconnect"}
+
+    async def send(self, message: Message) -> None:
+        self.sent.append(message)
+
+    async def run(self, asgi: ASGIApp, scope: Scope) -> list[Message]:
+        await asgi(scope, self.receive, self.send)
+        return self.sent
+
+
+def http_scope(
+    path: str = "/",
+    method: str = "GET",
+    headers: list[tuple[bytes, bytes]] | None = None,
+    client: str = "203.0.113.1",
+    **extra: Any,
+) -> Scope:
+    """A minimal http scope for driving a layer directly."""
+    scope: Scope = {
+        "type": "http",
+        "method": method,
+        "path": path,
+        "raw_path": path.encode("latin-1"),
+        "root_path": "",
+        "query_string": b"",
+        "headers": headers or [],
+        "scheme": "https",
+        "client": (client, 1234),
+    }
+    scope.update(extra)
+    return scope

@@ -10,7 +10,7 @@ import pytest
 
 from asgi_guard import ConfigurationError, HTTPSRedirectMiddleware
 
-from .conftest import RecordingApp, client_for, run_websocket
+from .conftest import Channel, RecordingApp, client_for, http_scope, run_websocket
 
 pytestmark = pytest.mark.anyio
 
@@ -106,20 +106,7 @@ async def test_bad_host_is_400_without_location(app: RecordingApp, host: str) ->
 
 async def test_missing_host_is_400(app: RecordingApp) -> None:
     """Without any Host there is nothing safe to redirect to."""
-    sent: list[dict[str, Any]] = []
-
-    async def send(message: dict[str, Any]) -> None:
-        sent.append(message)
-
-    scope = {
-        "type": "http",
-        "scheme": "http",
-        "method": "GET",
-        "path": "/",
-        "headers": [],
-        "query_string": b"",
-    }
-    await HTTPSRedirectMiddleware(app)(scope, None, send)  # type: ignore[arg-type]
+    sent = await Channel().run(HTTPSRedirectMiddleware(app), http_scope(scheme="http"))
     assert sent[0]["status"] == 400
 
 
@@ -167,43 +154,26 @@ async def test_hostile_paths_stay_on_host(
     app: RecordingApp, raw_path: bytes, location: str
 ) -> None:
     """Paths starting with // or /\\ and control bytes never change the Location's host."""
-    sent: list[dict[str, Any]] = []
-
-    async def send(message: dict[str, Any]) -> None:
-        sent.append(message)
-
-    scope = {
-        "type": "http",
-        "scheme": "http",
-        "method": "GET",
-        "path": raw_path.decode("latin-1"),
-        "raw_path": raw_path,
-        "root_path": "",
-        "query_string": b"",
-        "headers": [(b"host", b"example.com")],
-    }
-    await HTTPSRedirectMiddleware(app)(scope, None, send)  # type: ignore[arg-type]
+    scope = http_scope(
+        raw_path.decode("latin-1"),
+        headers=[(b"host", b"example.com")],
+        scheme="http",
+        raw_path=raw_path,
+    )
+    sent = await Channel().run(HTTPSRedirectMiddleware(app), scope)
     assert dict(sent[0]["headers"])[b"location"].decode() == location
 
 
 async def test_root_path_is_kept(app: RecordingApp) -> None:
     """A mounted app's root_path is part of the redirect."""
-    sent: list[dict[str, Any]] = []
-
-    async def send(message: dict[str, Any]) -> None:
-        sent.append(message)
-
-    scope = {
-        "type": "http",
-        "scheme": "http",
-        "method": "GET",
-        "path": "/x",
-        "raw_path": b"/x",
-        "root_path": "/api",
-        "query_string": b"q=1",
-        "headers": [(b"host", b"example.com")],
-    }
-    await HTTPSRedirectMiddleware(app)(scope, None, send)  # type: ignore[arg-type]
+    scope = http_scope(
+        "/x",
+        headers=[(b"host", b"example.com")],
+        scheme="http",
+        root_path="/api",
+        query_string=b"q=1",
+    )
+    sent = await Channel().run(HTTPSRedirectMiddleware(app), scope)
     assert dict(sent[0]["headers"])[b"location"] == b"https://example.com/api/x?q=1"
 
 

@@ -17,7 +17,8 @@ import pytest
 from asgi_guard import ConfigurationError, ProxyHeadersMiddleware, RateLimitMiddleware
 from asgi_guard._asgi import Scope
 
-from .conftest import RecordingApp, client_for, free_port, run_websocket
+from .conftest import Channel, RecordingApp, client_for, free_port, run_websocket
+from .conftest import http_scope as make_scope
 
 pytestmark = pytest.mark.anyio
 
@@ -29,31 +30,12 @@ def http_scope(
     method: str = "GET",
     **extra: Any,
 ) -> Scope:
-    scope: Scope = {
-        "type": "http",
-        "method": method,
-        "path": path,
-        "root_path": "",
-        "query_string": b"",
-        "headers": headers or [],
-        "client": (client, 1234),
-        "scheme": "https",
-    }
-    scope.update(extra)
-    return scope
+    return make_scope(path, method, headers, client, **extra)
 
 
 async def drive(mw: Any, scope: Scope) -> tuple[int, dict[bytes, bytes], bytes]:
     """One request straight through the ASGI callable: status, headers, body."""
-    sent: list[dict[str, Any]] = []
-
-    async def receive() -> dict[str, Any]:
-        return {"type": "http.request", "body": b"", "more_body": False}
-
-    async def send(message: dict[str, Any]) -> None:
-        sent.append(message)
-
-    await mw(scope, receive, send)
+    sent = await Channel([{"type": "http.request", "body": b"", "more_body": False}]).run(mw, scope)
     return sent[0]["status"], dict(sent[0]["headers"]), sent[1]["body"]
 
 
@@ -521,7 +503,9 @@ async def test_inlined_sliding_window_matches_limits(limit: int, cost: int) -> N
     stock, ours = MemoryStorage(), SweepingMemoryStorage()
     verdicts = []
     for storage in (stock, ours):
-        verdicts.append([await storage.acquire_sliding_window_entry("k", limit, 60, cost) for _ in range(6)])
+        verdicts.append(
+            [await storage.acquire_sliding_window_entry("k", limit, 60, cost) for _ in range(6)]
+        )
     assert verdicts[0] == verdicts[1]
     a, b = await stock.get_sliding_window("k", 60), await ours.get_sliding_window("k", 60)
     assert (a[0], a[2]) == (b[0], b[2])

@@ -10,7 +10,7 @@ import pytest
 
 from asgi_guard import ConfigurationError, ValidationMiddleware, openapi_components
 
-from .conftest import RecordingApp, client_for
+from .conftest import Channel, RecordingApp, client_for, http_scope
 
 pytestmark = pytest.mark.anyio
 
@@ -34,6 +34,7 @@ class Page(msgspec.Struct):
 
 ORDER = {"customer": "c1", "items": [{"sku": "a", "qty": 2}]}
 ORDER_JSON = orjson.dumps(ORDER)
+JSON = [(b"content-type", b"application/json")]
 
 
 class BodyApp(RecordingApp):
@@ -224,56 +225,22 @@ async def test_content_encoding_is_415() -> None:
 
 async def test_content_length_over_limit_is_413_before_reading() -> None:
     """A declared length over the limit is refused without reading the body."""
-    reads: list[int] = []
-    sent: list[dict[str, Any]] = []
-
-    async def receive() -> dict[str, Any]:
-        reads.append(1)
-        return {"type": "http.request", "body": b"x" * 100, "more_body": False}
-
-    async def send(message: dict[str, Any]) -> None:
-        sent.append(message)
-
     app = RecordingApp()
-    scope = {
-        "type": "http",
-        "method": "POST",
-        "path": "/orders",
-        "query_string": b"",
-        "headers": [(b"content-type", b"application/json"), (b"content-length", b"2000")],
-    }
-    await make(app, max_body_size=1000)(scope, receive, send)
-    assert sent[0]["status"] == 413
-    assert reads == []
-    assert app.calls == 0
+    channel = Channel(repeat={"type": "http.request", "body": b"x" * 100, "more_body": False})
+    headers = [*JSON, (b"content-length", b"2000")]
+    sent = await channel.run(make(app, max_body_size=1000), http_scope("/orders", "POST", headers))
+    assert (sent[0]["status"], channel.reads, app.calls) == (413, 0, 0)
 
 
 async def test_streamed_body_cut_off_at_limit() -> None:
     """Without (or with a lying) Content-Length, reading stops one chunk past the limit."""
-    reads: list[int] = []
-    sent: list[dict[str, Any]] = []
-
-    async def receive() -> dict[str, Any]:
-        reads.append(1)
-        return {"type": "http.request", "body": b"x" * 10, "more_body": True}
-
-    async def send(message: dict[str, Any]) -> None:
-        sent.append(message)
-
     app = RecordingApp()
     for headers in ([], [(b"content-length", b"5")]):
-        reads.clear()
-        sent.clear()
-        scope = {
-            "type": "http",
-            "method": "POST",
-            "path": "/orders",
-            "query_string": b"",
-            "headers": [(b"content-type", b"application/json"), *headers],
-        }
-        await make(app, max_body_size=95)(scope, receive, send)
-        assert reads == [1] * 10
-        assert sent[0]["status"] == 413
+        channel = Channel(repeat={"type": "http.request", "body": b"x" * 10, "more_body": True})
+        sent = await channel.run(
+            make(app, max_body_size=95), http_scope("/orders", "POST", [*JSON, *headers])
+        )
+        assert (sent[0]["status"], channel.reads) == (413, 10)
     assert app.calls == 0
 
 
@@ -281,27 +248,13 @@ async def test_many_small_chunks_are_joined_and_replayed() -> None:
     """A body in 1-byte chunks validates and reaches the app whole."""
     app = BodyApp()
     chunks = [ORDER_JSON[i : i + 1] for i in range(len(ORDER_JSON))]
-    messages = [
-        {"type": "http.request", "body": c, "more_body": i < len(chunks) - 1}
-        for i, c in enumerate(chunks)
-    ]
-    messages.append({"type": "http.disconnect"})
-    sent: list[dict[str, Any]] = []
-
-    async def receive() -> dict[str, Any]:
-        return messages.pop(0)
-
-    async def send(message: dict[str, Any]) -> None:
-        sent.append(message)
-
-    scope = {
-        "type": "http",
-        "method": "POST",
-        "path": "/orders",
-        "query_string": b"",
-        "headers": [(b"content-type", b"application/json")],
-    }
-    await make(app)(scope, receive, send)
+    channel = Channel(
+        [
+            {"type": "http.request", "body": c, "more_body": i < len(chunks) - 1}
+            for i, c in enumerate(chunks)
+        ]
+    )
+    sent = await channel.run(make(app), http_scope("/orders", "POST", JSON))
     assert app.bodies == [ORDER_JSON]
     assert sent[0]["status"] == 200
 
@@ -314,22 +267,9 @@ async def test_receive_after_replay_reaches_server() -> None:
         seen.append(await receive())
         seen.append(await receive())
 
-    messages = [
-        {"type": "http.request", "body": ORDER_JSON, "more_body": False},
-        {"type": "http.disconnect"},
-    ]
-
-    async def receive() -> dict[str, Any]:
-        return messages.pop(0)
-
-    scope = {
-        "type": "http",
-        "method": "POST",
-        "path": "/orders",
-        "query_string": b"",
-        "headers": [(b"content-type", b"application/json")],
-    }
-    await make(app)(scope, receive, None)  # type: ignore[arg-type]
+    await Channel([{"type": "http.request", "body": ORDER_JSON, "more_body": False}]).run(
+        make(app), http_scope("/orders", "POST", JSON)
+    )
     assert seen == [
         {"type": "http.request", "body": ORDER_JSON, "more_body": False},
         {"type": "http.disconnect"},
@@ -338,27 +278,9 @@ async def test_receive_after_replay_reaches_server() -> None:
 
 async def test_disconnect_mid_body_calls_nothing(caplog: pytest.LogCaptureFixture) -> None:
     """A client that leaves mid-body: the app is not called, nothing is sent or logged."""
-    messages = [
-        {"type": "http.request", "body": b'{"cust', "more_body": True},
-        {"type": "http.disconnect"},
-    ]
-    sent: list[dict[str, Any]] = []
-
-    async def receive() -> dict[str, Any]:
-        return messages.pop(0)
-
-    async def send(message: dict[str, Any]) -> None:
-        sent.append(message)
-
     app = RecordingApp()
-    scope = {
-        "type": "http",
-        "method": "POST",
-        "path": "/orders",
-        "query_string": b"",
-        "headers": [(b"content-type", b"application/json")],
-    }
-    await make(app)(scope, receive, send)
+    channel = Channel([{"type": "http.request", "body": b'{"cust', "more_body": True}])
+    sent = await channel.run(make(app), http_scope("/orders", "POST", JSON))
     assert (sent, app.calls, caplog.records) == ([], 0, [])
 
 

@@ -1,0 +1,153 @@
+"""Property-based tests over the parsers that see attacker input: no exception escapes, invariants hold."""
+
+from __future__ import annotations
+
+import ipaddress
+import string
+from urllib.parse import quote, urlsplit
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from asgi_guard import HTTPSRedirectMiddleware, JWTAuthMiddleware, ProxyHeadersMiddleware
+from asgi_guard.accesslog import redact_query
+from asgi_guard.proxy import _parse_forwarded
+
+from .conftest import Channel, RecordingApp, http_scope
+
+pytestmark = pytest.mark.anyio
+SETTINGS = settings(
+    max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+
+header_bytes = st.binary(max_size=200)
+header_text = st.text(alphabet=st.characters(min_codepoint=0, max_codepoint=255), max_size=120)
+fragments = st.sampled_from(
+    [
+        "for=",
+        "proto=",
+        "host=",
+        ";",
+        ",",
+        '"',
+        "\\",
+        "[",
+        "]",
+        ":",
+        " ",
+        "1.2.3.4",
+        "::1",
+        "unknown",
+        "_x",
+        "https",
+        "10.0.0.2",
+    ]
+)
+forwarded_like = st.lists(fragments, max_size=20).map("".join)
+
+
+@SETTINGS
+@given(header_text | forwarded_like)
+def test_forwarded_parser_never_raises(value: str) -> None:
+    """Any Forwarded value parses to elements of string pairs, or None."""
+    result = _parse_forwarded(value)
+    assert result is None or all(
+        isinstance(k, str) and isinstance(v, str) for e in result for k, v in e.items()
+    )
+
+
+@SETTINGS
+@given(
+    st.sampled_from(["x-forwarded-for", "x-forwarded-proto", "x-forwarded-host", "forwarded"]),
+    header_bytes | forwarded_like.map(str.encode),
+    st.sampled_from(["x-forwarded", "forwarded"]),
+    st.booleans(),
+)
+async def test_proxy_headers_invariants(
+    name: str, value: bytes, mode: str, trusted_peer: bool
+) -> None:
+    """Never raises; an untrusted peer changes nothing; a rewritten client is a real IP address."""
+    app = RecordingApp()
+    peer = "10.0.0.1" if trusted_peer else "203.0.113.9"
+    mw = ProxyHeadersMiddleware(app, trusted=["10.0.0.0/8"], mode=mode)  # type: ignore[arg-type]
+    await Channel().run(
+        mw,
+        http_scope(headers=[(name.encode(), value), (b"host", b"h")], client=peer, scheme="http"),
+    )
+    seen = app.scopes[0]
+    if not trusted_peer:
+        assert (seen["client"], seen["scheme"]) == ((peer, 1234), "http")
+    else:
+        ipaddress.ip_address(seen["client"][0])
+        assert seen["scheme"] in ("http", "https")
+
+
+@SETTINGS
+@given(header_bytes, st.binary(max_size=60), st.binary(max_size=60))
+async def test_redirect_location_never_leaves_allowed_hosts(
+    host: bytes, path: bytes, query: bytes
+) -> None:
+    """Whatever Host, path and query say, a Location is absolute https on an allowed host."""
+    mw = HTTPSRedirectMiddleware(RecordingApp(), allowed_hosts=["example.com", "*.example.com"])
+    scope = http_scope(
+        "/" + path.decode("latin-1"),
+        headers=[(b"host", host)],
+        scheme="http",
+        raw_path=b"/" + path,
+        query_string=query,
+    )
+    sent = await Channel().run(mw, scope)
+    headers = dict(sent[0]["headers"])
+    if sent[0]["status"] == 308:
+        location = headers[b"location"].decode("ascii")
+        parts = urlsplit(location)
+        assert parts.scheme == "https"
+        assert parts.hostname == "example.com" or (parts.hostname or "").endswith(".example.com")
+        assert all(0x21 <= b <= 0x7E for b in headers[b"location"])
+    else:
+        assert sent[0]["status"] == 400
+        assert b"location" not in headers
+
+
+@SETTINGS
+@given(header_bytes)
+async def test_any_authorization_header_is_refused_cleanly(value: bytes) -> None:
+    """Garbage credentials give 400 or 401 with a challenge, never an exception or a call."""
+    app = RecordingApp()
+    mw = JWTAuthMiddleware(app, secret="s" * 32)
+    sent = await Channel().run(mw, http_scope(headers=[(b"authorization", value)]))
+    assert sent[0]["status"] in (400, 401)
+    assert any(k == b"www-authenticate" for k, _ in sent[0]["headers"])
+    assert app.calls == 0
+
+
+secrets = st.text(
+    alphabet=string.ascii_letters + string.digits + "!$%*()_+-=[]{}|:,.<>/?~ ",
+    min_size=8,
+    max_size=40,
+)
+key_spellings = st.sampled_from(
+    [
+        "token",
+        "TOKEN",
+        "Access_Token",
+        "acc%65ss_token",
+        "pass%77ord",
+        "client_secret",
+        "api%5Fkey",
+        "secret",
+    ]
+)
+
+
+@SETTINGS
+@given(
+    secrets, key_spellings, st.lists(st.sampled_from(["a=1", "page=2", "x", "=", "&"]), max_size=4)
+)
+def test_query_redaction_never_leaks(secret: str, key: str, noise: list[str]) -> None:
+    """A sensitive parameter's value never survives redaction, however it is spelled or encoded."""
+    query = "&".join([*noise, f"{key}={quote(secret, safe='')}", *noise])
+    redacted = redact_query(query)
+    assert quote(secret, safe="") not in redacted or len(quote(secret, safe="")) < 8
+    assert f"{key}=[REDACTED]" in redacted
