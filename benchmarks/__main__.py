@@ -67,9 +67,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--only", nargs="*", default=None, help="group name prefixes to run")
     args = parser.parse_args(argv)
     rounds, iterations = (3, 200) if args.quick else (15, 4000)
-    groups = build_groups()
-    if args.only:
-        groups = [g for g in groups if any(g.name.startswith(p) for p in args.only)]
+    groups = build_groups(args.only)
     started = time.time()
     results = run_groups(groups, rounds, iterations)
     args.out.mkdir(parents=True, exist_ok=True)

@@ -243,7 +243,7 @@ def pyjwt_peer(app: Any, key: Any, alg: str) -> Any:
     return PyJWTMiddleware(app)
 
 
-def jwt_layer() -> Group:
+def jwt_layer() -> list[Group]:
     from joserfc import jwt
     from joserfc.jwk import KeySet
 
@@ -272,28 +272,31 @@ def jwt_layer() -> Group:
     es = scope_factory(_bearer(m["es256"]))
     hs_scope = scope_factory(_bearer(m["hs256"]))
     public_pem = m["rsa"].get_op_key("verify")
-    return Group(
-        "layer:jwt",
-        [
-            Case("raw ASGI app", raw_app, rs),
-            Case("JWTAuth cached token (RS256)", cached, rs),
-            Case("JWTAuth uncached RS256", uncached, rs),
-            Case("JWTAuth uncached ES256", uncached, es),
-            Case("JWTAuth uncached HS256", hs, hs_scope),
-            Case(
-                "peer: BaseHTTPMiddleware + pyjwt RS256",
-                pyjwt_peer(raw_app, public_pem, "RS256"),
-                rs,
-            ),
-        ],
-    ), Group(
-        "library:jwt",
-        [
-            Case("empty coroutine", call=nothing),
-            Case("joserfc jwt.decode + claims validation (RS256)", call=joserfc_decode),
-        ],
-        "The library floor an uncached RS256 verification is compared with.",
-    )
+    return [
+        Group(
+            "layer:jwt",
+            [
+                Case("raw ASGI app", raw_app, rs),
+                Case("JWTAuth cached token (RS256)", cached, rs),
+                Case("JWTAuth uncached RS256", uncached, rs),
+                Case("JWTAuth uncached ES256", uncached, es),
+                Case("JWTAuth uncached HS256", hs, hs_scope),
+                Case(
+                    "peer: BaseHTTPMiddleware + pyjwt RS256",
+                    pyjwt_peer(raw_app, public_pem, "RS256"),
+                    rs,
+                ),
+            ],
+        ),
+        Group(
+            "library:jwt",
+            [
+                Case("empty coroutine", call=nothing),
+                Case("joserfc jwt.decode + claims validation (RS256)", call=joserfc_decode),
+            ],
+            "The library floor an uncached RS256 verification is compared with.",
+        ),
+    ]
 
 
 # --- rate limiting ------------------------------------------------------------------------
@@ -695,15 +698,28 @@ def stacks() -> list[Group]:
     ]
 
 
-def build_groups() -> list[Group]:
-    return [
-        floor(),
-        proxy_layer(),
-        https_layer(),
-        routes(),
-        *jwt_layer(),
-        *ratelimit_layer(),
-        *validation_layer(),
-        *accesslog_layer(),
-        *stacks(),
-    ]
+#: Group-name prefixes each builder makes, so --only builds (and imports) just what it runs.
+BUILDERS: list[tuple[tuple[str, ...], Callable[[], Group | list[Group]]]] = [
+    (("floor",), floor),
+    (("layer:proxy",), proxy_layer),
+    (("layer:https",), https_layer),
+    (("routes",), routes),
+    (("layer:jwt", "library:jwt"), jwt_layer),
+    (("layer:ratelimit", "library:limits", "peer:ratelimit"), ratelimit_layer),
+    (("layer:validation", "library:validation"), validation_layer),
+    (("layer:accesslog",), accesslog_layer),
+    (("stack:get", "stack:post"), stacks),
+]
+
+
+def build_groups(only: list[str] | None = None) -> list[Group]:
+    """Every group, or those whose name starts with one of ``only``."""
+    groups: list[Group] = []
+    for names, builder in BUILDERS:
+        if only and not any(name.startswith(prefix) for name in names for prefix in only):
+            continue
+        built = builder()
+        groups.extend(built if isinstance(built, list) else [built])
+    if only:
+        groups = [g for g in groups if any(g.name.startswith(prefix) for prefix in only)]
+    return groups
