@@ -7,7 +7,7 @@ import shutil
 
 import nox
 
-nox.options.sessions = ["tests", "lint", "typecheck", "docs"]
+nox.options.sessions = ["tests", "lint", "typecheck", "docs", "security"]
 nox.options.reuse_existing_virtualenvs = True
 nox.options.error_on_missing_interpreters = True
 
@@ -90,3 +90,18 @@ def loadtest(session: nox.Session) -> None:
         "-e", ".[dev]", "uvicorn[standard]>=0.30", "slowapi>=0.1.9", "pyjwt[crypto]>=2.8"
     )
     session.run("python", "-m", "benchmarks.loadtest", *session.posargs)
+
+
+@nox.session
+def security(session: nox.Session) -> None:
+    """bandit over the package, and the property tests over attacker-facing parsers, searching longer."""
+    session.install("-e", ".[dev]")
+    session.run("bandit", "-q", "-c", "pyproject.toml", "-r", "asgi_guard")
+    session.run(
+        "pytest",
+        "-q",
+        "tests/test_properties.py",
+        "tests/test_routes.py",
+        "tests/test_schema_compiler.py",
+        env={"ASGI_GUARD_PROPERTY_EXAMPLES": "3000"},
+    )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
+import os
 import string
 from urllib.parse import quote, urlsplit
 
@@ -17,8 +18,12 @@ from asgi_guard.proxy import _parse_forwarded
 from .conftest import Channel, RecordingApp, http_scope
 
 pytestmark = pytest.mark.anyio
+#: `nox -s security` raises this for a longer search.
+EXAMPLES = int(os.environ.get("ASGI_GUARD_PROPERTY_EXAMPLES", "300"))
 SETTINGS = settings(
-    max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+    max_examples=EXAMPLES,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture],
 )
 
 header_bytes = st.binary(max_size=200)

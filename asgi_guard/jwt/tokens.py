@@ -135,7 +135,8 @@ def verify_signature(
             model.check_key(key.key)
             if model.verify(signing_input, signature, key.key):
                 return key
-        except Exception:  # noqa: S112 - a key/signature mismatch of any kind is "no match"
+        # Any key/signature mismatch (wrong curve, bad length, ...) just means "no match".
+        except Exception:  # noqa: S112  # nosec B112
             continue
     raise TokenError(BAD_SIGNATURE)
 
