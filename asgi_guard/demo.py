@@ -16,8 +16,8 @@ from .devkeys import DEV_AUDIENCE, DEV_ISSUER, public_jwks
 __all__ = ["NewOrder", "ProductQuery", "build_demo", "demo_config"]
 
 #: The JWT ``typ`` of OAuth 2 access tokens (RFC 9068), which the demo's tokens carry: a media
-#: type, not a secret.
-_ACCESS_TOKEN_TYP = "at+jwt"  # nosec B105
+#: type.
+_RFC9068_TYP = "at+jwt"
 
 
 class NewOrder(msgspec.Struct, forbid_unknown_fields=True):
@@ -66,7 +66,7 @@ def demo_config(private_jwks: dict[str, Any]) -> dict[str, Any]:
             "issuer": DEV_ISSUER,
             "audience": DEV_AUDIENCE,
             "algorithms": ["ES256"],
-            "token_type": _ACCESS_TOKEN_TYP,
+            "token_type": _RFC9068_TYP,
         },
         "validation": {},
         "routes": [
