@@ -54,10 +54,9 @@ def tests(session: nox.Session) -> None:
 def lint(session: nox.Session) -> None:
     """ruff lint and format check."""
     session.install("ruff>=0.6")
-    session.run("ruff", "check", "asgi_guard", "tests", "benchmarks", "examples", "noxfile.py")
-    session.run(
-        "ruff", "format", "--check", "asgi_guard", "tests", "benchmarks", "examples", "noxfile.py"
-    )
+    paths = ["asgi_guard", "tests", "benchmarks", "examples", "fuzz", "noxfile.py"]
+    session.run("ruff", "check", *paths)
+    session.run("ruff", "format", "--check", *paths)
 
 
 @nox.session
@@ -94,9 +93,13 @@ def loadtest(session: nox.Session) -> None:
 
 @nox.session
 def security(session: nox.Session) -> None:
-    """bandit over the package, and the property tests over attacker-facing parsers, searching longer."""
-    session.install("-e", ".[dev]")
+    """bandit, a bounded atheris fuzzing run, and the property tests searching longer."""
+    session.install("-e", ".[dev]", "atheris>=2.3")
     session.run("bandit", "-q", "-c", "pyproject.toml", "-r", "asgi_guard")
+    # A short, bounded fuzzing run; docs/security.md shows how to run it for hours.
+    session.run(
+        "python", "fuzz/fuzz_parsers.py", "-runs=200000", "-max_len=1024", "-print_final_stats=1"
+    )
     session.run(
         "pytest",
         "-q",
