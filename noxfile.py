@@ -106,5 +106,6 @@ def security(session: nox.Session) -> None:
         "tests/test_properties.py",
         "tests/test_routes.py",
         "tests/test_schema_compiler.py",
+        "tests/test_schemathesis.py",
         env={"ASGI_GUARD_PROPERTY_EXAMPLES": "3000"},
     )

@@ -13,17 +13,21 @@ import msgspec
 
 from .devkeys import DEV_AUDIENCE, DEV_ISSUER, public_jwks
 
-__all__ = ["NewOrder", "ProductQuery", "build_demo", "demo_config"]
+__all__ = ["NewOrder", "ProductQuery", "build_demo", "demo_config", "openapi_document"]
 
 #: The JWT ``typ`` of OAuth 2 access tokens (RFC 9068), which the demo's tokens carry: a media
 #: type.
 _RFC9068_TYP = "at+jwt"
 
 
+#: SQLite integers are 64-bit: larger ids cannot exist, and must not reach the driver.
+_MAX_ID = 2**63 - 1
+
+
 class NewOrder(msgspec.Struct, forbid_unknown_fields=True):
     """The body of POST /orders."""
 
-    product_id: Annotated[int, msgspec.Meta(ge=1)]
+    product_id: Annotated[int, msgspec.Meta(ge=1, le=_MAX_ID)]
     quantity: Annotated[int, msgspec.Meta(ge=1, le=10)]
     note: Annotated[str, msgspec.Meta(max_length=200)] | None = None
 
@@ -71,6 +75,7 @@ def demo_config(private_jwks: dict[str, Any]) -> dict[str, Any]:
         "validation": {},
         "routes": [
             {"path": "GET /health", "public": True},
+            {"path": "GET /openapi.json", "public": True},
             {"path": "GET /products", "public": True, "query": "asgi_guard.demo:ProductQuery"},
             {"path": "GET /orders", "scopes": ["orders:read"]},
             {"path": "GET /orders/{id}", "scopes": ["orders:read"]},
@@ -84,6 +89,120 @@ def demo_config(private_jwks: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def openapi_document() -> dict[str, Any]:
+    """The demo's OpenAPI 3.1 document, including every answer the guard layers can give."""
+    from .validation import openapi_components
+
+    components = openapi_components({"POST /orders": NewOrder})
+    problem = {
+        "description": "A refusal by a guard layer (RFC 9457).",
+        "content": {
+            "application/problem+json": {"schema": {"$ref": "#/components/schemas/Problem"}}
+        },
+    }
+    components["Problem"] = {
+        "type": "object",
+        "properties": {
+            "type": {"type": "string"},
+            "title": {"type": "string"},
+            "status": {"type": "integer"},
+            "detail": {"type": "string"},
+            "code": {"type": "string"},
+            "errors": {"type": "array", "items": {"type": "object"}},
+        },
+        "required": ["type", "title", "status", "detail", "code"],
+    }
+    order = {
+        "type": "object",
+        "properties": {
+            "id": {"type": "integer"},
+            "product_id": {"type": "integer"},
+            "quantity": {"type": "integer"},
+            "note": {"type": ["string", "null"]},
+        },
+        "required": ["id", "product_id", "quantity"],
+    }
+    product = {
+        "type": "object",
+        "properties": {
+            "id": {"type": "integer"},
+            "name": {"type": "string"},
+            "price_cents": {"type": "integer"},
+        },
+        "required": ["id", "name", "price_cents"],
+    }
+    refusals = {str(code): problem for code in (400, 401, 403, 413, 415, 422, 429)}
+    not_found = {
+        "description": "No such object for this user.",
+        "content": {"application/json": {"schema": {"type": "object"}}},
+    }
+
+    def ok(schema: dict[str, Any], status: str = "200") -> dict[str, Any]:
+        return {
+            status: {"description": "Success.", "content": {"application/json": {"schema": schema}}}
+        }
+
+    secured: list[dict[str, list[str]]] = [{"bearerAuth": []}]
+    return {
+        "openapi": "3.1.0",
+        "info": {"title": "asgi-guard demo", "version": "1.0.0"},
+        "paths": {
+            "/health": {"get": {"responses": {**ok({"type": "object"}), **refusals}}},
+            "/products": {
+                "get": {
+                    "parameters": [
+                        {
+                            "name": "limit",
+                            "in": "query",
+                            "schema": {"type": "integer", "minimum": 1, "maximum": 50},
+                        },
+                        {"name": "q", "in": "query", "schema": {"type": "string", "maxLength": 50}},
+                    ],
+                    "responses": {**ok({"type": "array", "items": product}), **refusals},
+                }
+            },
+            "/orders": {
+                "get": {
+                    "security": secured,
+                    "responses": {**ok({"type": "array", "items": order}), **refusals},
+                },
+                "post": {
+                    "security": secured,
+                    "requestBody": {
+                        "required": True,
+                        "content": {
+                            "application/json": {
+                                "schema": {"$ref": "#/components/schemas/NewOrder"}
+                            }
+                        },
+                    },
+                    "responses": {**ok(order, "201"), "404": not_found, **refusals},
+                },
+            },
+            "/orders/{id}": {
+                "get": {
+                    "security": secured,
+                    "parameters": [
+                        {
+                            "name": "id",
+                            "in": "path",
+                            "required": True,
+                            "schema": {"type": "integer"},
+                        }
+                    ],
+                    "responses": {**ok(order), "404": not_found, **refusals},
+                }
+            },
+        },
+        "components": {
+            "schemas": components,
+            "securitySchemes": {
+                "bearerAuth": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"}
+            },
+        },
+    }
+
+
 def build_demo() -> Any:
     """The unguarded Starlette app of the demo."""
     from starlette.applications import Starlette
@@ -93,8 +212,13 @@ def build_demo() -> Any:
 
     db = _database()
 
+    document = openapi_document()
+
     async def health(request: Request) -> JSONResponse:
         return JSONResponse({"status": "ok"})
+
+    async def openapi(request: Request) -> JSONResponse:
+        return JSONResponse(document)
 
     async def products(request: Request) -> JSONResponse:
         query: ProductQuery = request.scope["state"]["validated_query"]
@@ -117,6 +241,8 @@ def build_demo() -> Any:
         try:
             order_id = int(request.path_params["id"])
         except ValueError:
+            return JSONResponse({"detail": "not found"}, status_code=404)
+        if not 1 <= order_id <= _MAX_ID:
             return JSONResponse({"detail": "not found"}, status_code=404)
         row = db.execute(
             "SELECT id, product_id, quantity, note FROM orders WHERE id = ? AND owner = ?",
@@ -148,6 +274,7 @@ def build_demo() -> Any:
     return Starlette(
         routes=[
             Route("/health", health),
+            Route("/openapi.json", openapi),
             Route("/products", products),
             Route("/orders", list_orders, methods=["GET"]),
             Route("/orders", create_order, methods=["POST"]),

@@ -376,5 +376,10 @@ def test_demo_app_in_process() -> None:
                 await client.get("/orders/1", headers=bob)
             ).status_code == 404  # not bob's order
             assert (await client.get("/orders/x", headers=bob)).status_code == 404
+            assert (
+                await client.get(f"/orders/{2**64}", headers=bob)
+            ).status_code == 404  # past SQLite's range
+            huge = {"product_id": 2**64, "quantity": 1}
+            assert (await client.post("/orders", json=huge, headers=alice)).status_code == 422
 
     asyncio.run(scenario())
