@@ -275,6 +275,11 @@ def _identity_key(key: str) -> bool:
     return key == "sub" or key.startswith("claim:")
 
 
+def _options(section: _Section) -> dict[str, Any]:
+    """A section's fields as keyword arguments for its layer."""
+    return msgspec.structs.asdict(section)
+
+
 def _build(option: str, factory: Any, app: ASGIApp, **kwargs: Any) -> ASGIApp:
     """Build one layer, prefixing its ConfigurationError with the config section."""
     try:
@@ -349,67 +354,51 @@ def guard(
                 raise ConfigurationError(f"{where}.redirect_exempt", "needs an [https] section")
             exempt.append(route.path)
 
-    # Built from the inside out.
+    # Built from the inside out. Sections use the layers' own option names, so each section's
+    # fields are passed as they are, with the rules merged from `routes` overriding.
     stack: ASGIApp = app
     if cfg.validation is not None:
-        v = cfg.validation
         stack = _build(
-            "validation", ValidationMiddleware, stack,
-            schemas=schemas, query=queries, max_body_size=v.max_body_size, max_depth=v.max_depth,
-        )  # fmt: skip
+            "validation",
+            ValidationMiddleware,
+            stack,
+            **{**_options(cfg.validation), "schemas": schemas, "query": queries},
+        )
     # An IP-keyed limit runs before JWT (floods are refused before a signature check); an
     # identity-keyed one (sub, claim:...) after it, where the identity is known.
     rl = cfg.rate_limit
     ip_limits: dict[str, Any] | None = None
     identity_limits: dict[str, Any] | None = None
     if rl is not None:
+        common = _options(rl)
+        for own in ("limit", "rules", "key", "identity_limit"):
+            del common[own]
         if _identity_key(rl.key):
             if rl.identity_limit is not None:
                 raise ConfigurationError(
                     "rate_limit.identity_limit", "with an identity key, use limit"
                 )
-            identity_limits = {"limit": rl.limit, "rules": limit_rules, "key": rl.key}
+            identity_limits = {"limit": rl.limit, "rules": limit_rules, "key": rl.key, **common}
         else:
-            ip_limits = {"limit": rl.limit, "rules": limit_rules, "key": rl.key}
+            ip_limits = {"limit": rl.limit, "rules": limit_rules, "key": rl.key, **common}
             if rl.identity_limit is not None:
-                identity_limits = {"limit": rl.identity_limit, "rules": {}, "key": "sub"}
-        if identity_limits is not None and cfg.jwt is None:
-            raise ConfigurationError("rate_limit.key", "identity-keyed limits need a [jwt] section")
-        common = {
-            "strategy": rl.strategy, "storage": rl.storage, "headers": rl.headers,
-            "shadow": rl.shadow, "on_storage_error": rl.on_storage_error,
-            "storage_timeout": rl.storage_timeout,
-        }  # fmt: skip
+                identity_limits = {"limit": rl.identity_limit, "rules": {}, "key": "sub", **common}
         if identity_limits is not None:
-            stack = _build("rate_limit", RateLimitMiddleware, stack, **identity_limits, **common)
+            if cfg.jwt is None:
+                raise ConfigurationError(
+                    "rate_limit.key", "identity-keyed limits need a [jwt] section"
+                )
+            stack = _build("rate_limit", RateLimitMiddleware, stack, **identity_limits)
     if cfg.jwt is not None:
-        j = cfg.jwt
-        stack = _build(
-            "jwt", JWTAuthMiddleware, stack,
-            issuer=j.issuer, audience=j.audience, algorithms=j.algorithms, jwks=j.jwks,
-            jwks_url=j.jwks_url, discovery=j.discovery, secret=j.secret, rules=jwt_rules,
-            default=j.default, leeway=j.leeway, token_type=j.token_type,
-            scope_claims=j.scope_claims, realm=j.realm, cache_size=j.cache_size,
-        )  # fmt: skip
+        stack = _build("jwt", JWTAuthMiddleware, stack, **{**_options(cfg.jwt), "rules": jwt_rules})
     if ip_limits is not None:
-        stack = _build("rate_limit", RateLimitMiddleware, stack, **ip_limits, **common)
+        stack = _build("rate_limit", RateLimitMiddleware, stack, **ip_limits)
     if cfg.https is not None:
-        h = cfg.https
         stack = _build(
-            "https", HTTPSRedirectMiddleware, stack,
-            hsts_max_age=h.hsts_max_age, hsts_include_subdomains=h.hsts_include_subdomains,
-            hsts_preload=h.hsts_preload, allowed_hosts=h.allowed_hosts, host=h.host,
-            https_port=h.https_port, exempt=exempt, status_code=h.status_code,
-        )  # fmt: skip
-    if cfg.access_log is not None:
-        a = cfg.access_log
-        stack = _build(
-            "access_log", AccessLogMiddleware, stack,
-            logger=a.logger, redact_headers=a.redact_headers, redact_query=a.redact_query,
-            request_id_header=a.request_id_header, log_headers=a.log_headers,
-        )  # fmt: skip
-    if cfg.proxy is not None:
-        stack = _build(
-            "proxy", ProxyHeadersMiddleware, stack, trusted=cfg.proxy.trusted, mode=cfg.proxy.mode
+            "https", HTTPSRedirectMiddleware, stack, **{**_options(cfg.https), "exempt": exempt}
         )
+    if cfg.access_log is not None:
+        stack = _build("access_log", AccessLogMiddleware, stack, **_options(cfg.access_log))
+    if cfg.proxy is not None:
+        stack = _build("proxy", ProxyHeadersMiddleware, stack, **_options(cfg.proxy))
     return stack
