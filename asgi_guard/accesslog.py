@@ -83,7 +83,13 @@ class RequestIdFilter(logging.Filter):
 
 def _clean(text: str) -> str:
     """Escape control characters, so one request is always one line."""
-    return text if text.isprintable() else text.translate(_CONTROLS)
+    if text.isprintable():
+        return text
+    text = text.translate(_CONTROLS)
+    if not text.isprintable():
+        # Lone surrogates (a server decoding with surrogateescape) cannot be encoded as JSON.
+        text = text.encode("utf-8", "backslashreplace").decode("utf-8")
+    return text
 
 
 def _text(raw: bytes, limit: int = _MAX_TEXT) -> str:

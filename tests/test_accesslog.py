@@ -20,7 +20,7 @@ from asgi_guard import (
     current_request_id,
 )
 
-from .conftest import RecordingApp, client_for, run_websocket
+from .conftest import Channel, RecordingApp, client_for, run_websocket
 
 pytestmark = pytest.mark.anyio
 
@@ -434,3 +434,18 @@ async def test_json_lines_handler(app: RecordingApp) -> None:
     first, second = stream.getvalue().splitlines()
     assert orjson.loads(first)["path"] == "/a"
     assert second == "plain text"
+
+
+async def test_lone_surrogates_are_escaped(logs: Collect) -> None:
+    """A path holding lone surrogates (surrogateescape decoding) is still logged, escaped."""
+    await Channel().run(
+        make(RecordingApp()),
+        {
+            "type": "http",
+            "method": "GET",
+            "path": "/a\udcff\u200b",
+            "headers": [],
+            "query_string": b"",
+        },
+    )
+    assert logs.messages[0]["path"] == "/a\\udcff\u200b"
