@@ -69,6 +69,14 @@ class _TrustedProxies:
         return _UNTRUSTED
 
 
+def _port(text: str) -> int:
+    """A port number, or 0 when absent or not one (obfuscated "_abc", overlong digit strings)."""
+    if 0 < len(text) <= 5 and text.isascii() and text.isdigit():
+        port = int(text)
+        return port if port < 65536 else 0
+    return 0
+
+
 def _parse_node(value: str) -> Hop | None:
     """An address with optional port: ``1.2.3.4``, ``1.2.3.4:80``, ``[::1]:80``, ``::1``."""
     port = 0
@@ -79,13 +87,11 @@ def _parse_node(value: str) -> Hop | None:
         if rest:
             if rest[0] != ":":
                 return None
-            port_text = rest[1:]
-            port = int(port_text) if port_text.isascii() and port_text.isdigit() else 0
+            port = _port(rest[1:])
         return host, port
     if value.count(":") == 1:
         host, _, port_text = value.partition(":")
-        port = int(port_text) if port_text.isascii() and port_text.isdigit() else 0
-        return host, port
+        return host, _port(port_text)
     return value, 0
 
 

@@ -275,3 +275,19 @@ def test_bad_options(option: str, value: object) -> None:
     """Invalid options fail at construction, naming the option."""
     with pytest.raises(ConfigurationError, match=f"^{option}: "):
         ProxyHeadersMiddleware(RecordingApp(), **{option: value})  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("xff", "client"),
+    [
+        ("1.2.3.4:" + "9" * 5000, ("1.2.3.4", 0)),
+        ("[2001:db8::1]:" + "9" * 5000, ("2001:db8::1", 0)),
+        ("1.2.3.4:99999", ("1.2.3.4", 0)),
+        ("1.2.3.4:_obf", ("1.2.3.4", 0)),
+    ],
+)
+async def test_absurd_ports_are_ignored(
+    app: RecordingApp, xff: str, client: tuple[str, int]
+) -> None:
+    """A port too long for int() or out of range never raises; the address is still used."""
+    assert (await seen(app, PROXY, [("x-forwarded-for", xff)]))[0] == client
