@@ -201,6 +201,33 @@ class SweepingMemoryStorage(MemoryStorage):
     async def get_sliding_window(self, key: str, expiry: int) -> tuple[int, float, int, float]:
         return self._window(key, expiry, time.time())[:4]
 
+    async def hit_with_stats(
+        self, key: str, limit: int, expiry: int, amount: int
+    ) -> tuple[bool, int, float]:
+        """Acquire and read the window in one step: (admitted, remaining, seconds to reset).
+
+        The figures are those of limits' SlidingWindowCounterRateLimiter.get_window_stats,
+        computed from the same read instead of a second pass through the strategy.
+        """
+        now = time.time()
+        previous, previous_ttl, current, current_ttl, current_key = self._window(key, expiry, now)
+        admitted = (
+            amount <= limit
+            and math.floor(previous * previous_ttl / expiry + current) + amount <= limit
+        )
+        if admitted:
+            if current == 0:
+                self.expirations[current_key] = now + 2 * expiry
+            current += amount
+            self.storage[current_key] = current
+            await self._MemoryStorage__schedule_expiry()
+        remaining = max(0, limit - math.floor(previous * previous_ttl / expiry + current))
+        if not (previous or current):
+            return admitted, remaining, 0.0
+        previous_reset = previous_ttl % (expiry / previous) if previous else math.inf
+        current_reset = current_ttl % expiry if current else math.inf
+        return admitted, remaining, min(previous_reset, current_reset)
+
 
 #: Only when limits' memory storage has the hook this relies on; else the stock class is used.
 _FAST_MEMORY: Final = hasattr(MemoryStorage, "_MemoryStorage__schedule_expiry")
@@ -326,6 +353,10 @@ class RateLimitMiddleware:
         self._breaker = _Breaker()
         # Window figures cost a second storage call: read them only when something shows them.
         self._stats = headers is not False
+        # Our memory storage answers the sliding window's hit and figures in one step.
+        self._one_step = strategy == "sliding-window" and isinstance(
+            self.storage, SweepingMemoryStorage
+        )
 
         self._default = None if limit is None else _Policy(_parse_limit("limit", limit), "d", 1)
         policies: dict[str, _Policy] = {}
@@ -405,6 +436,13 @@ class RateLimitMiddleware:
         """
         limiter = self.limiter
         items, bucket, cost = policy.items, policy.bucket, policy.cost
+        if self._one_step and len(items) == 1:
+            item = items[0]
+            admitted, left, reset_in = await self.storage.hit_with_stats(
+                item.key_for(bucket, identity), item.amount, item.get_expiry(), cost
+            )
+            wait = math.ceil(reset_in)
+            return admitted, 0, left, max(wait, 1) if not admitted else wait
         refused = -1
         if policy.test_first:
             for index, item in enumerate(items):

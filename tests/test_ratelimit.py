@@ -514,3 +514,29 @@ async def test_inlined_sliding_window_matches_limits(limit: int, cost: int) -> N
     for storage in (stock, ours):
         if storage.timer is not None:
             storage.timer.cancel()
+
+
+@pytest.mark.parametrize(("limit", "cost"), [(5, 1), (7, 3)])
+async def test_one_step_hit_matches_limits_strategy(limit: int, cost: int) -> None:
+    """hit_with_stats gives the decisions and figures of limits' hit + get_window_stats."""
+    import time as _time
+
+    from limits import RateLimitItemPerMinute
+    from limits.aio.storage import MemoryStorage
+    from limits.aio.strategies import SlidingWindowCounterRateLimiter
+
+    from asgi_guard.ratelimit import SweepingMemoryStorage
+
+    item = RateLimitItemPerMinute(limit)
+    stock = SlidingWindowCounterRateLimiter(MemoryStorage())
+    ours = SweepingMemoryStorage()
+    for _ in range(5):
+        admitted = await stock.hit(item, "b", "k", cost=cost)
+        reset_at, remaining = await stock.get_window_stats(item, "b", "k")
+        one_step = await ours.hit_with_stats(item.key_for("b", "k"), limit, 60, cost)
+        assert one_step[:2] == (admitted, remaining)
+        assert abs(one_step[2] - (reset_at - _time.time())) < 0.5
+    assert stock.storage.timer is not None
+    stock.storage.timer.cancel()
+    assert ours.timer is not None
+    ours.timer.cancel()
