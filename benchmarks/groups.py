@@ -535,6 +535,8 @@ def jsonschema_peer(app: Any) -> Any:
 
     class SchemaMiddleware(BaseHTTPMiddleware):
         async def dispatch(self, request: Any, call_next: Any) -> Any:
+            if request.method != "POST":  # like the guard: only routes with a body schema
+                return await call_next(request)
             try:
                 validator.validate(json.loads(await request.body()))
             except (ValueError, jsonschema.ValidationError):
