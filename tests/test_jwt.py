@@ -657,3 +657,18 @@ def jwks_server() -> Iterator[Any]:
     server = JWKSServer()
     yield server
     server.close()
+
+
+async def test_oversized_and_malformed_keep_their_own_descriptions(
+    app: RecordingApp, keys: Keys, clock: Clock
+) -> None:
+    """Two refusals sharing the code jwt.malformed each carry their own description."""
+    mw = make(app, keys, clock)
+    too_large = await call(mw, "a" * 20000)
+    malformed = await call(mw, "abc")
+    assert too_large.headers["www-authenticate"] == invalid_token_header(
+        "The access token is too large."
+    )
+    assert malformed.headers["www-authenticate"] == invalid_token_header(
+        "The access token is not a well-formed JWT."
+    )

@@ -203,3 +203,24 @@ async def test_cache_control_sets_ttl_and_refresh_is_in_background(
     await status(mw, mint(keys.rsa))
     await asyncio.sleep(0.2)
     assert mw._remote._ttl == 3600
+
+
+@pytest.mark.parametrize(
+    ("cache_control", "ttl"),
+    [
+        (None, 600.0),
+        ("", 600.0),
+        ("max-age=abc", 600.0),
+        ("max-age=-5", 600.0),
+        ("s-maxage=9999", 600.0),
+        ("no-cache, MAX-AGE=120", 300.0),
+        ("max-age=" + "9" * 5000, 600.0),
+        ("public, max-age=900, must-revalidate", 900.0),
+        ("max-age=86400", 3600.0),
+    ],
+)
+def test_cache_control_parsing(cache_control: str | None, ttl: float) -> None:
+    """max-age is read only from well-formed values and clamped to 5-60 minutes; garbage is the default."""
+    from asgi_guard.jwt.keys import _ttl
+
+    assert _ttl(cache_control) == ttl

@@ -156,6 +156,21 @@ def _bearer(headers: Iterable[tuple[bytes, bytes]]) -> bytes | Problem | None:
     return token if token else _INVALID_REQUEST
 
 
+def _refusal_headers(problem: Problem, challenge: str) -> tuple[tuple[bytes, bytes], ...]:
+    """The RFC 6750 section 3 challenge (or Retry-After) answering with ``problem``.
+
+    The description is our own fixed text: never attacker bytes (no CR/LF, no quotes).
+    """
+    if problem is _NO_KEYS:
+        return ((b"retry-after", b"5"),)
+    if problem is _MISSING:
+        value = challenge
+    else:
+        error = "invalid_request" if problem.status == 400 else "invalid_token"
+        value = f'{challenge}, error="{error}", error_description="{problem.detail}"'
+    return ((b"www-authenticate", value.encode()),)
+
+
 class _CacheEntry:
     __slots__ = ("exp", "kid", "nbf", "stale_at", "user")
 
@@ -300,8 +315,12 @@ class JWTAuthMiddleware:
         if '"' in realm or "\\" in realm or not realm.isprintable():
             raise ConfigurationError("realm", "must be printable without quotes or backslashes")
         challenge = f'Bearer realm="{realm}"'
-        self._challenges: dict[str, tuple[tuple[bytes, bytes], ...]] = {}
-        self._challenge_base = challenge
+        # The headers of every refusal, built once (keyed by the Problem itself: two problems
+        # may share a code but not a description).
+        self._refusal_headers = {
+            problem: _refusal_headers(problem, challenge)
+            for problem in (*tokens.PROBLEMS, _MISSING, _INVALID_REQUEST, _TOO_LARGE, _NO_KEYS)
+        }
 
         self._default = _parse_rule("default", default)
         parsed = {
@@ -355,25 +374,7 @@ class JWTAuthMiddleware:
             scope["user"] = ANONYMOUS
             await self.app(scope, receive, send)
             return
-        await problem.send(scope, receive, send, self._headers_for(problem))
-
-    def _headers_for(self, problem: Problem) -> tuple[tuple[bytes, bytes], ...]:
-        """RFC 6750 section 3 challenge (or Retry-After) for a refusal; cached per code."""
-        headers = self._challenges.get(problem.code)
-        if headers is None:
-            # The description is our own fixed text: never attacker bytes (no CR/LF, quotes).
-            error = f'error_description="{problem.detail}"'
-            if problem is _MISSING:
-                value = self._challenge_base
-            elif problem.status == 400:
-                value = f'{self._challenge_base}, error="invalid_request", {error}'
-            elif problem.status == 503:
-                headers = self._challenges[problem.code] = ((b"retry-after", b"5"),)
-                return headers
-            else:
-                value = f'{self._challenge_base}, error="invalid_token", {error}'
-            headers = self._challenges[problem.code] = ((b"www-authenticate", value.encode()),)
-        return headers
+        await problem.send(scope, receive, send, self._refusal_headers[problem])
 
     def _cached(self, digest: bytes, now: float) -> AuthenticatedUser | None:
         """The user of a cached verification still within exp/nbf and the cache's max age."""

@@ -131,21 +131,19 @@ class KeyStore:
 
     def __init__(self, keys: Collection[VerifyKey] = ()) -> None:
         self.by_kid: dict[str, VerifyKey] = {}
-        self.anonymous: list[VerifyKey] = []
         self.keys: list[VerifyKey] = []
         self.replace(keys)
 
     def replace(self, keys: Collection[VerifyKey]) -> None:
         self.keys = list(keys)
         self.by_kid = {key.kid: key for key in self.keys if key.kid is not None}
-        self.anonymous = self.keys
 
     def candidates(self, kid: str | None, alg: str) -> list[VerifyKey]:
         """Keys that may verify a token with this ``kid`` (None: every key) and ``alg``."""
         if kid is not None:
             key = self.by_kid.get(kid)
             return [key] if key is not None and key.fits(alg) else []
-        return [key for key in self.anonymous if key.fits(alg)]
+        return [key for key in self.keys if key.fits(alg)]
 
 
 class RemoteKeys:
@@ -186,7 +184,6 @@ class RemoteKeys:
         self.on_change = on_change
         self.store = KeyStore()
         self.loaded = False
-        self.fetches = 0
         self._expires = 0.0
         self._ttl = _TTL_DEFAULT
         self._last_attempt = -1e18
@@ -208,7 +205,6 @@ class RemoteKeys:
             return body, response.headers
 
     async def _fetch(self) -> None:
-        self.fetches += 1
         self._last_attempt = self.clock()
         try:
             async with self._httpx.AsyncClient(

@@ -17,7 +17,7 @@ from typing import Any, Final
 from joserfc.jws import JWSRegistry
 
 from .._asgi import Problem
-from .keys import ALG_FAMILY, VerifyKey
+from .keys import VerifyKey
 
 __all__ = ["TokenError", "check_claims", "check_header", "check_times", "parse", "verify_signature"]
 
@@ -44,6 +44,11 @@ BAD_AUDIENCE: Final = _problem(
 )
 BAD_TYPE: Final = _problem("jwt.invalid_type", "The access token's type is not accepted.")
 BAD_CLAIMS: Final = _problem("jwt.invalid_claims", "The access token's claims are malformed.")
+#: Every invalid_token answer this module can give.
+PROBLEMS: Final = (
+    INVALID, MALFORMED, BAD_ALG, BAD_SIGNATURE, UNKNOWN_KEY, EXPIRED,
+    NOT_YET_VALID, BAD_ISSUER, BAD_AUDIENCE, BAD_TYPE, BAD_CLAIMS,
+)  # fmt: skip
 
 
 class TokenError(Exception):
@@ -209,8 +214,3 @@ def granted_scopes(claims: dict[str, Any], scope_claims: Sequence[str]) -> froze
         else:
             raise TokenError(BAD_CLAIMS)
     return frozenset(scopes)
-
-
-def algorithm_known(alg: str) -> bool:
-    """Whether ``alg`` is a signature algorithm this layer can verify."""
-    return alg in ALG_FAMILY and alg in _ALG_MODELS
