@@ -16,7 +16,7 @@ from urllib.parse import unquote_plus
 
 import orjson
 
-from ._asgi import ASGIApp, Message, Receive, Scope, Send, request_info
+from ._asgi import ASGIApp, BoundedMemo, Message, Receive, Scope, Send, request_info
 from .errors import ConfigurationError
 
 __all__ = [
@@ -136,12 +136,13 @@ class JSONLinesHandler(logging.StreamHandler):  # type: ignore[type-arg]
     def emit(self, record: logging.LogRecord) -> None:
         try:
             message = (
-                record.msg
-                if isinstance(record.msg, str) and not record.args
-                else self.format(record)
+                record.msg if type(record.msg) is str and not record.args else self.format(record)
             )
-            self.stream.write(message + self.terminator)
-            self.flush()
+            stream = self.stream
+            stream.write(message + self.terminator)
+            # Handler.handle holds the lock around emit: flush directly, not via self.flush(),
+            # which would take it again.
+            stream.flush()
         except Exception:  # the logging package's own contract: report, never raise
             self.handleError(record)
 
@@ -150,11 +151,11 @@ class _Ids:
     """Request ids: a random per-process prefix and a counter (unique, and cheap to make)."""
 
     def __init__(self) -> None:
-        self.prefix = os.urandom(6).hex()
+        self.prefix = os.urandom(6).hex() + "-"
         self.counter = itertools.count(1)
 
     def new(self) -> str:
-        return f"{self.prefix}-{next(self.counter):x}"
+        return self.prefix + str(next(self.counter))
 
 
 class AccessLogMiddleware:
@@ -202,6 +203,7 @@ class AccessLogMiddleware:
         if not isinstance(self.logger, logging.Logger):
             raise ConfigurationError("logger", "must be a logging.Logger or a logger name")
         self.level = level
+        self._enabled = self.logger.isEnabledFor  # bound once: the disabled path is one call
         self.sensitive_headers = SENSITIVE_HEADERS | {h.lower() for h in redact_headers}
         self.sensitive_query = SENSITIVE_QUERY | {q.lower() for q in redact_query}
         if request_id_header is not None and not re.fullmatch(
@@ -213,8 +215,10 @@ class AccessLogMiddleware:
         self._rid_name = request_id_header.lower().encode() if request_id_header else None
         self._log_headers = {h.lower().encode(): h.lower() for h in log_headers}
         self._ids = _Ids()
+        self._agents = BoundedMemo(max_entries=1024, max_key=_MAX_TEXT)
+        self._referers = BoundedMemo(max_entries=1024, max_key=_MAX_TEXT)
         # Everything a LogRecord needs that does not change per request, computed once.
-        self._template = {
+        self._template: dict[str, Any] = {
             "name": self.logger.name,
             "args": (),
             "levelname": logging.getLevelName(level),
@@ -233,42 +237,53 @@ class AccessLogMiddleware:
         }
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        kind = scope["type"]
-        if (kind != "http" and kind != "websocket") or not self.logger.isEnabledFor(self.level):
+        if not self._enabled(self.level):
             await self.app(scope, receive, send)
             return
-        exchange = _Exchange(self, scope)
+        kind = scope["type"]
+        if kind != "http" and kind != "websocket":
+            await self.app(scope, receive, send)
+            return
+        exchange = _Exchange(self, scope, send)
         token = _request_id.set(exchange.request_id)
         try:
-            await self.app(scope, receive, exchange.wrap_send(send))
+            await self.app(scope, receive, exchange.send)
         except BaseException:
-            exchange.failed()
+            if exchange.status is None:
+                exchange.status = 500
             raise
         finally:
             exchange.finish()
             _request_id.reset(token)
 
+    def _referer_text(self, raw: bytes) -> str:
+        """A referer for the log: as a header value, with its query redacted."""
+        text = _text(raw)
+        if "?" in text:
+            base, _, query = text.partition("?")
+            text = base + "?" + redact_query(query, self.sensitive_query)
+        return text
+
     def emit(self, fields: dict[str, Any]) -> None:
         """Write one record; logging problems never reach the request."""
         try:
+            message = orjson.dumps(fields).decode()
             now = time.time()
             ident = threading.get_ident()
             thread_name = _THREAD_NAMES.get(ident)
             if thread_name is None:
                 thread_name = _THREAD_NAMES[ident] = threading.current_thread().name
-            # Built directly rather than through Logger.makeRecord: the static attributes come
-            # from a template made once, and the message is formatted once, here.
+            # Built directly rather than through Logger.makeRecord: the fields dict, once
+            # encoded, becomes the record's attributes (no copy), completed from a template.
+            fields.update(self._template)
+            fields["msg"] = message
+            fields["created"] = now
+            fields["msecs"] = (now - int(now)) * 1000
+            fields["relativeCreated"] = (now - _START) * 1000
+            fields["thread"] = ident
+            fields["threadName"] = thread_name
             record = logging.LogRecord.__new__(logging.LogRecord)
-            record.__dict__ = {
-                **self._template,
-                **fields,
-                "msg": orjson.dumps(fields).decode(),
-                "created": now,
-                "msecs": (now - int(now)) * 1000,
-                "relativeCreated": (now - _START) * 1000,
-                "thread": ident,
-                "threadName": thread_name,
-            }
+            record.__dict__ = fields
             self.logger.handle(record)
         except Exception:  # a broken handler or formatter must not break the request
             sys.stderr.write("asgi_guard: access log record could not be written\n")
@@ -281,6 +296,8 @@ class _Exchange:
         "bytes",
         "complete",
         "done",
+        "downstream",
+        "echo",
         "extra",
         "layer",
         "referer",
@@ -291,15 +308,17 @@ class _Exchange:
         "user_agent",
     )
 
-    def __init__(self, layer: AccessLogMiddleware, scope: Scope) -> None:
+    def __init__(self, layer: AccessLogMiddleware, scope: Scope, send: Send) -> None:
         self.layer = layer
         self.scope = scope
+        self.downstream = send
         self.started = time.perf_counter()
         self.status: int | None = None
         self.bytes = 0
         self.complete = False
         self.done = False
         self.request_id: str | None = None
+        self.echo: tuple[bytes, bytes] | None = None
         self.user_agent: bytes | None = None
         self.referer: bytes | None = None
         self.extra: list[tuple[bytes, bytes]] | None = None
@@ -319,54 +338,49 @@ class _Exchange:
                     self.extra = []
                 self.extra.append((key, value))
         if rid_name is not None:
-            rid = None
-            if incoming is not None and len(incoming) <= 64:
-                text = incoming.decode("latin-1")
-                if _SAFE_ID.fullmatch(text):
-                    rid = text
-            self.request_id = rid or layer._ids.new()
-            request_info(scope).request_id = self.request_id
+            if (
+                incoming is not None
+                and len(incoming) <= 64
+                and _SAFE_ID.fullmatch(rid := incoming.decode("latin-1"))
+            ):
+                self.echo = (rid_name, incoming)
+            else:
+                rid = layer._ids.new()
+                self.echo = (rid_name, rid.encode())
+            self.request_id = rid
+            request_info(scope).request_id = rid
 
-    def wrap_send(self, send: Send) -> Send:
-        header = None
-        if self.request_id is not None and self.layer._rid_name is not None:
-            header = (self.layer._rid_name, self.request_id.encode())
-
-        async def send_watch(message: Message) -> None:
-            kind = message["type"]
-            if kind == "http.response.body":
-                self.bytes += len(message.get("body", b""))
-                await send(message)
-                if not message.get("more_body", False):
-                    self.complete = True
-                    self.finish()  # streaming responses are logged when the last chunk goes out
-                return
-            if kind == "http.response.start" or kind == "websocket.http.response.start":
-                self.status = message["status"]
-                if header is not None:
-                    headers = message.get("headers", ())
-                    for key, _ in headers:
-                        if key.lower() == header[0]:
-                            break
-                    else:
-                        message["headers"] = [*headers, header]
-            elif kind == "websocket.accept":
-                self.status = 101
-            elif kind == "websocket.close" and self.status is None:
-                self.status = 403  # closed before accept: the handshake was refused
-            elif kind == "websocket.send":
-                self.bytes += len(message.get("bytes") or b"") + len(
-                    (message.get("text") or "").encode()
-                )
-            elif kind == "websocket.http.response.body":
-                self.bytes += len(message.get("body", b""))
-            await send(message)
-
-        return send_watch
-
-    def failed(self) -> None:
-        if self.status is None:
-            self.status = 500
+    async def send(self, message: Message) -> None:
+        """The app's ``send``: counts, notes the status, echoes the request id."""
+        kind = message["type"]
+        if kind == "http.response.body":
+            self.bytes += len(message.get("body", b""))
+            await self.downstream(message)
+            if not message.get("more_body", False):
+                self.complete = True
+                self.finish()  # streaming responses are logged when the last chunk goes out
+            return
+        if kind == "http.response.start" or kind == "websocket.http.response.start":
+            self.status = message["status"]
+            echo = self.echo
+            if echo is not None:
+                headers = message.get("headers", ())
+                for key, _ in headers:
+                    if key.lower() == echo[0]:
+                        break  # the app set its own: never a second value
+                else:
+                    message["headers"] = [*headers, echo]
+        elif kind == "websocket.accept":
+            self.status = 101
+        elif kind == "websocket.close" and self.status is None:
+            self.status = 403  # closed before accept: the handshake was refused
+        elif kind == "websocket.send":
+            self.bytes += len(message.get("bytes") or b"") + len(
+                (message.get("text") or "").encode()
+            )
+        elif kind == "websocket.http.response.body":
+            self.bytes += len(message.get("body", b""))
+        await self.downstream(message)
 
     def finish(self) -> None:
         if self.done:
@@ -374,12 +388,19 @@ class _Exchange:
         self.done = True
         layer = self.layer
         scope = self.scope
-        referer = None
-        if self.referer is not None:
-            referer = _text(self.referer)
-            if "?" in referer:
-                base, _, query = referer.partition("?")
-                referer = base + "?" + redact_query(query, layer.sensitive_query)
+        # Clients send the same user agents and referers again and again: their log text is
+        # memoized by raw value.
+        user_agent = referer = None
+        raw = self.user_agent
+        if raw is not None:
+            user_agent = layer._agents.get(raw)
+            if user_agent is None:
+                user_agent = layer._agents.remember(raw, len(raw), _text(raw))
+        raw = self.referer
+        if raw is not None:
+            referer = layer._referers.get(raw)
+            if referer is None:
+                referer = layer._referers.remember(raw, len(raw), layer._referer_text(raw))
         raw_query: bytes = scope.get("query_string", b"")
         path: str = scope.get("path", "")
         if "ey" in path:
@@ -395,12 +416,13 @@ class _Exchange:
             if raw_query
             else "",
             "status": self.status,
-            "duration_ms": round((time.perf_counter() - self.started) * 1000, 3),
+            # Microsecond resolution, without round()'s cost.
+            "duration_ms": int((time.perf_counter() - self.started) * 1_000_000) / 1000,
             "bytes": self.bytes,
             "client": client[0] if client else None,
             "scheme": scope.get("scheme"),
             "http_version": scope.get("http_version"),
-            "user_agent": None if self.user_agent is None else _text(self.user_agent),
+            "user_agent": user_agent,
             "referer": referer,
             "request_id": self.request_id,
             "sub": user.sub

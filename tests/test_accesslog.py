@@ -449,3 +449,31 @@ async def test_lone_surrogates_are_escaped(logs: Collect) -> None:
         },
     )
     assert logs.messages[0]["path"] == "/a\\udcff\u200b"
+
+
+async def test_repeated_referers_and_agents_stay_redacted(app: RecordingApp, logs: Collect) -> None:
+    """User agents and referers are memoized by raw value: repeats, long values and values
+    past the memo's size give the same redacted text as the first time."""
+    referer = f"https://site.example/cb?code={SECRETS['api']}&page=1"
+    long_referer = referer + "&pad=" + "p" * 600
+    agent = f"agent {JWT}"
+    async with client_for(make(app)) as client:
+        for value in (referer, referer, long_referer, long_referer):
+            await client.get("/x", headers={"referer": value, "user-agent": agent})
+    referers = [m["referer"] for m in logs.messages]
+    assert referers[:2] == ["https://site.example/cb?code=[REDACTED]&page=1"] * 2
+    assert referers[2] == referers[3]
+    assert referers[2].startswith("https://site.example/cb?code=[REDACTED]&page=1&pad=ppp")
+    assert len(referers[2].encode()) == 512 + len("[REDACTED]") - len(SECRETS["api"])
+    assert [m["user_agent"] for m in logs.messages] == ["agent [REDACTED]"] * 4
+
+
+async def test_generated_request_ids_are_unique(app: RecordingApp, logs: Collect) -> None:
+    """Generated ids share a per-process random prefix and never repeat."""
+    async with client_for(make(app)) as client:
+        ids = [(await client.get("/")).headers["x-request-id"] for _ in range(50)]
+    assert len(set(ids)) == 50
+    prefixes = {rid.rsplit("-", 1)[0] for rid in ids}
+    assert len(prefixes) == 1
+    assert len(prefixes.pop()) == 12
+    assert [m["request_id"] for m in logs.messages] == ids
