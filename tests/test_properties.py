@@ -156,3 +156,36 @@ def test_query_redaction_never_leaks(secret: str, key: str, noise: list[str]) ->
     redacted = redact_query(query)
     assert quote(secret, safe="") not in redacted or len(quote(secret, safe="")) < 8
     assert f"{key}=[REDACTED]" in redacted
+
+
+def _depth(value: object) -> int:
+    if isinstance(value, list):
+        return 1 + max((_depth(v) for v in value), default=0)
+    if isinstance(value, dict):
+        return 1 + max((_depth(v) for v in value.values()), default=0)
+    return 0
+
+
+json_values = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers(-(2**63), 2**63 - 1)
+    | st.text(alphabet='[]{}"\\ab,:', max_size=6),
+    lambda children: (
+        st.lists(children, max_size=3)
+        | st.dictionaries(st.text(alphabet="[]{}ab", max_size=3), children, max_size=3)
+    ),
+    max_leaves=40,
+)
+
+
+@SETTINGS
+@given(json_values, st.integers(min_value=1, max_value=8))
+def test_nesting_scan_matches_the_real_depth(value: object, limit: int) -> None:
+    """The validation layer's pre-decode depth scan agrees with the parsed value's depth,
+    brackets inside strings (escaped quotes included) never counting."""
+    import orjson
+
+    from asgi_guard.validation import _too_deep
+
+    assert _too_deep(orjson.dumps(value), limit) is (_depth(value) > limit)

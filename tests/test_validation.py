@@ -400,3 +400,111 @@ async def test_overlong_content_length_is_413() -> None:
         make(app), http_scope("/orders", "POST", [*JSON, (b"content-length", b"9" * 5000)])
     )
     assert (sent[0]["status"], channel.reads, app.calls) == (413, 0, 0)
+
+
+class StrictItem(msgspec.Struct, forbid_unknown_fields=True):
+    sku: str
+    qty: int
+
+
+class StrictOrder(msgspec.Struct, forbid_unknown_fields=True):
+    customer: str
+    items: list[StrictItem]
+    tags: dict[str, list[int]] = {}
+
+
+class Loose(msgspec.Struct):
+    name: str
+
+
+class Tree(msgspec.Struct, forbid_unknown_fields=True):
+    children: list[Tree] = []
+
+
+@pytest.mark.parametrize(
+    ("kind", "depth"),
+    [
+        (int, 0),
+        (Annotated[str, msgspec.Meta(max_length=3)], 0),
+        (list[int], 1),
+        (list[list[int]] | None, 2),
+        (tuple[int, list[str]], 2),
+        (dict[str, list[int]], 2),
+        (StrictOrder, 3),
+        (Any, float("inf")),
+        (dict[str, Any], float("inf")),
+        (Loose, float("inf")),  # unknown fields are skipped, however deep
+        (list[Loose], float("inf")),
+        (Tree, float("inf")),  # recursive
+        (msgspec.Raw, float("inf")),
+    ],
+)
+def test_static_nesting_of_types(kind: Any, depth: float) -> None:
+    """How deep a type lets the decoder go: finite only when every level is typed."""
+    from asgi_guard.validation import _nesting
+
+    assert _nesting(msgspec.inspect.type_info(kind), set()) == depth
+
+
+@pytest.mark.parametrize(
+    ("raw", "status", "detail"),
+    [
+        (b'{"customer": "c", "items": []}', 200, None),
+        (b"[" * 100_000 + b"]" * 100_000, 400, "The request body is nested too deeply."),
+        (
+            b'{"customer": ' + b"[" * 70 + b"]" * 70 + b', "items": []}',
+            400,
+            "The request body is nested too deeply.",
+        ),
+        (b'{"customer": "c", "items": [], "x": ' + b"{}" * 1 + b"}", 422, None),
+        (b'{"customer": [[1]], "items": []}', 422, None),
+        (b'{"customer": "c", "items": [' + b"[" * 70, 422, None),  # wrong type, first
+        (b'{"customer": "c", "items": [{"sku": "a"', 400, "The request body is not valid JSON."),
+    ],
+)
+async def test_nesting_limit_on_a_bounded_type(raw: bytes, status: int, detail: str | None) -> None:
+    """A type that cannot nest past max_depth skips the pre-scan, with the same answers: deep
+    input is still 400 'nested too deeply', a shallow type error 422, broken JSON 400."""
+    app = BodyApp()
+    mw = make(app, schemas={"POST /orders": StrictOrder}, max_body_size=10_000_000)
+    response = await post(mw, raw)
+    assert response.status_code == status
+    if status == 200:
+        assert app.bodies == [raw]
+        assert app.scopes[0]["state"]["validated_body"] == StrictOrder("c", [])
+    else:
+        assert app.calls == 0
+        if detail is not None:
+            assert response.json()["detail"] == detail
+
+
+async def test_bounded_type_deeper_than_the_limit_is_scanned() -> None:
+    """max_depth below the type's own nesting: the body is scanned before decoding."""
+    app = RecordingApp()
+    mw = make(app, schemas={"POST /orders": StrictOrder}, max_depth=2)
+    body = problem(
+        await post(mw, b'{"customer": "c", "items": [{"sku": "a", "qty": 1}]}'),
+        400,
+        "validation.malformed",
+    )
+    assert body["detail"] == "The request body is nested too deeply."
+    assert app.calls == 0
+
+
+@pytest.mark.parametrize(
+    ("raw", "deep"),
+    [
+        (b'{"a": [{"a": [1]}]}', True),  # 4 levels, alternating
+        (b'{"a": [{"a": 1}]}', False),  # 3 levels
+        (b"[[[]]]", False),
+        (b"[[[[]]]]", True),
+        (b'[{}, [{"a": [[]]}]]', True),
+        (b"[[], [], [[]]]", False),
+        (b'["[[[[", {"b": "]]]]"}]', False),  # brackets in strings do not count
+    ],
+)
+def test_depth_counts_every_level(raw: bytes, deep: bool) -> None:
+    """Alternating arrays and objects count one level each (max_depth 3 here)."""
+    from asgi_guard.validation import _too_deep
+
+    assert _too_deep(raw, 3) is deep

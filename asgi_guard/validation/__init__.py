@@ -61,6 +61,7 @@ _ECHOING: Final = (
     ("Object contains unknown field", "Object contains an unknown field"),
 )
 _STRING: Final = re.compile(rb'"(?:[^"\\]|\\.)*"', re.DOTALL)
+_LEAF_PAIRS: Final = re.compile(rb"\[\]|\{\}")
 _BRACKETS: Final = bytes(b for b in range(256) if b not in b"[]{}")
 _MAX_QUERY_FIELDS: Final = 256
 
@@ -86,7 +87,9 @@ def _too_deep(body: bytes, max_depth: int) -> bool:
     for _ in range(max_depth):  # each pass strips the innermost level
         if not shape:
             return False
-        smaller = shape.replace(b"[]", b"").replace(b"{}", b"")
+        # One regex pass removes exactly one level; chained replace() calls could remove two
+        # ("{[]}" -> "{}" -> "") and let alternating nesting through at twice the limit.
+        smaller = _LEAF_PAIRS.sub(b"", shape)
         if smaller == shape:
             return False  # unbalanced: the decoder will call it malformed
         shape = smaller
@@ -126,6 +129,57 @@ def _to_type(value: Any, option: str) -> Any:
     return compiled
 
 
+_LEAVES: Final = (
+    msgspec.inspect.NoneType,
+    msgspec.inspect.BoolType,
+    msgspec.inspect.IntType,
+    msgspec.inspect.FloatType,
+    msgspec.inspect.StrType,
+    msgspec.inspect.BytesType,
+    msgspec.inspect.ByteArrayType,
+    msgspec.inspect.MemoryViewType,
+    msgspec.inspect.DateTimeType,
+    msgspec.inspect.DateType,
+    msgspec.inspect.TimeType,
+    msgspec.inspect.TimeDeltaType,
+    msgspec.inspect.UUIDType,
+    msgspec.inspect.DecimalType,
+    msgspec.inspect.LiteralType,
+    msgspec.inspect.EnumType,
+)
+_ARRAYS: Final = (
+    msgspec.inspect.ListType,
+    msgspec.inspect.SetType,
+    msgspec.inspect.FrozenSetType,
+    msgspec.inspect.VarTupleType,
+)
+
+
+def _nesting(info: msgspec.inspect.Type, visiting: set[int]) -> float:
+    """How deep a JSON value decoded as ``info`` can nest; infinite when the decoder may
+    descend into input it does not type (Any, skipped unknown fields, recursive types)."""
+    if isinstance(info, _LEAVES):
+        return 0
+    if isinstance(info, msgspec.inspect.Metadata):
+        return _nesting(info.type, visiting)
+    if isinstance(info, msgspec.inspect.UnionType):
+        return max(_nesting(t, visiting) for t in info.types)
+    if isinstance(info, _ARRAYS):
+        return 1 + _nesting(info.item_type, visiting)
+    if isinstance(info, msgspec.inspect.TupleType):
+        return 1 + max((_nesting(t, visiting) for t in info.item_types), default=0)
+    if isinstance(info, msgspec.inspect.DictType):
+        return 1 + _nesting(info.value_type, visiting)
+    if isinstance(info, msgspec.inspect.StructType) and info.forbid_unknown_fields:
+        if id(info) in visiting:
+            return float("inf")
+        visiting.add(id(info))
+        depth = 1 + max((_nesting(f.type, visiting) for f in info.fields), default=0)
+        visiting.discard(id(info))
+        return depth
+    return float("inf")  # Any, Raw, custom types, and types that skip unknown fields
+
+
 def _list_fields(kind: Any) -> frozenset[str]:
     """Query parameters that take several values: the array fields of a Struct."""
     info = msgspec.inspect.type_info(kind)
@@ -146,11 +200,21 @@ def _list_fields(kind: Any) -> frozenset[str]:
 
 
 class _Route:
-    __slots__ = ("body", "body_type", "builtins", "query", "query_builtins", "query_lists")
+    __slots__ = (
+        "body",
+        "body_type",
+        "bounded",
+        "builtins",
+        "query",
+        "query_builtins",
+        "query_lists",
+    )
 
     def __init__(self) -> None:
         self.body: msgspec.json.Decoder[Any] | None = None
         self.body_type: Any = None
+        # The type cannot nest deeper than max_depth: see ValidationMiddleware.__call__.
+        self.bounded = False
         # Given as JSON Schema: the app gets plain dicts and lists, as from json.loads.
         self.builtins = False
         self.query: Any = None
@@ -205,6 +269,7 @@ class ValidationMiddleware:
             route = routes.setdefault(pattern, _Route())
             route.body_type = _to_type(value, f"schemas[{pattern!r}]")
             route.body = msgspec.json.Decoder(route.body_type)
+            route.bounded = _nesting(msgspec.inspect.type_info(route.body_type), set()) <= max_depth
             route.builtins = isinstance(value, Mapping)
         for pattern, value in (query or {}).items():
             route = routes.setdefault(pattern, _Route())
@@ -261,43 +326,68 @@ class ValidationMiddleware:
             return
 
         # Read the body, never more than the limit plus one chunk.
-        chunks: list[bytes] = []
-        total = 0
-        more = True
-        while more:
-            message = await receive()
-            if message["type"] != "http.request":
-                return  # client gone: nothing to answer, nothing to log as an error
-            chunk: bytes = message.get("body", b"")
-            total += len(chunk)
-            if total > self.max_body_size:
-                await _TOO_LARGE.send(scope, receive, send)
+        message = await receive()
+        if message["type"] != "http.request":
+            return  # client gone: nothing to answer, nothing to log as an error
+        body: bytes = message.get("body", b"")
+        if len(body) > self.max_body_size:
+            await _TOO_LARGE.send(scope, receive, send)
+            return
+        if message.get("more_body", False):
+            whole = await self._read_rest(body, scope, receive, send)
+            if whole is None:
                 return
-            if chunk:
-                chunks.append(chunk)
-            more = message.get("more_body", False)
-        body = chunks[0] if len(chunks) == 1 else b"".join(chunks)
+            body = whole
+            message = {"type": "http.request", "body": body, "more_body": False}
 
         if not body:
             await _EMPTY.send(scope, receive, send)
             return
-        if _too_deep(body, self.max_depth):
+        # The nesting limit guards the decoder. A type that cannot nest deeper than the limit
+        # (a Struct forbidding unknown fields, without Any) makes the decoder stop at the first
+        # level the type does not have, so the scan is only needed to word a refusal.
+        if not route.bounded and _too_deep(body, self.max_depth):
             await _TOO_DEEP.send(scope, receive, send)
             return
         try:
             value = route.body.decode(body)
         except msgspec.ValidationError as error:
+            if route.bounded and _too_deep(body, self.max_depth):
+                await _TOO_DEEP.send(scope, receive, send)
+                return
             await _INVALID_BODY.send(
                 scope, receive, send, extra={"errors": [_error_entry(error, "")]}
             )
             return
         except Exception:
-            await _MALFORMED.send(scope, receive, send)
+            await (_TOO_DEEP if _too_deep(body, self.max_depth) else _MALFORMED).send(
+                scope, receive, send
+            )
             return
         scope_state(scope)["validated_body"] = (
             msgspec.to_builtins(value) if route.builtins else value
         )
-        await self.app(scope, _replay(body, receive), send)
+        await self.app(scope, _replay(message, receive), send)
+
+    async def _read_rest(
+        self, first: bytes, scope: Scope, receive: Receive, send: Send
+    ) -> bytes | None:
+        """The rest of a body sent in several chunks; None when answered or gone."""
+        chunks = [first]
+        total = len(first)
+        more = True
+        while more:
+            message = await receive()
+            if message["type"] != "http.request":
+                return None
+            chunk: bytes = message.get("body", b"")
+            total += len(chunk)
+            if total > self.max_body_size:
+                await _TOO_LARGE.send(scope, receive, send)
+                return None
+            chunks.append(chunk)
+            more = message.get("more_body", False)
+        return b"".join(chunks)
 
     async def _query(self, route: _Route, scope: Scope, receive: Receive, send: Send) -> bool:
         """Validate the query string; False when a problem was sent."""
@@ -341,8 +431,9 @@ class ValidationMiddleware:
         return True
 
 
-def _replay(body: bytes, receive: Receive) -> Receive:
-    """A receive that returns the body once, then defers to the server (http.disconnect)."""
+def _replay(message: Message, receive: Receive) -> Receive:
+    """A receive that returns the whole-body message once, then defers to the server (so
+    ``http.disconnect`` still arrives)."""
     done = False
 
     async def replay() -> Message:
@@ -350,7 +441,7 @@ def _replay(body: bytes, receive: Receive) -> Receive:
         if done:
             return await receive()
         done = True
-        return {"type": "http.request", "body": body, "more_body": False}
+        return message
 
     return replay
 
