@@ -508,3 +508,40 @@ def test_depth_counts_every_level(raw: bytes, deep: bool) -> None:
     from asgi_guard.validation import _too_deep
 
     assert _too_deep(raw, 3) is deep
+
+
+@pytest.mark.parametrize(
+    ("headers", "status", "code"),
+    [
+        # The framework reads the first line, so both must be checked: refused.
+        ([*JSON, (b"content-type", b"text/plain")], 400, "validation.malformed"),
+        ([(b"content-type", b"text/plain"), *JSON], 400, "validation.malformed"),
+        (
+            [*JSON, (b"content-length", b"55"), (b"content-length", b"56")],
+            400,
+            "validation.malformed",
+        ),
+        ([*JSON, (b"content-length", b"55"), (b"content-length", b"55")], 200, None),
+        (
+            [*JSON, (b"content-encoding", b"identity"), (b"content-encoding", b"gzip")],
+            415,
+            "validation.unsupported_encoding",
+        ),
+        ([*JSON, (b"content-encoding", b"identity, br")], 415, "validation.unsupported_encoding"),
+        ([*JSON, (b"content-encoding", b"Identity"), (b"content-encoding", b"")], 200, None),
+    ],
+)
+async def test_repeated_body_fields(
+    headers: list[tuple[bytes, bytes]], status: int, code: str | None
+) -> None:
+    """Content-Type twice or differing Content-Lengths are ambiguous (400); every coding of a
+    repeated Content-Encoding must be identity."""
+    body = b'{"customer": "c1", "items": [{"sku": "a", "qty": 2}]}  '
+    assert len(body) == 55
+    app = RecordingApp()
+    channel = Channel([{"type": "http.request", "body": body, "more_body": False}])
+    sent = await channel.run(make(app), http_scope("/orders", "POST", headers))
+    assert sent[0]["status"] == status
+    assert app.calls == (1 if status == 200 else 0)
+    if code is not None:
+        assert orjson.loads(sent[1]["body"])["code"] == code

@@ -9,7 +9,17 @@ from urllib.parse import parse_qsl
 
 import msgspec
 
-from .._asgi import ASGIApp, BoundedMemo, Message, Problem, Receive, Scope, Send, scope_state
+from .._asgi import (
+    ASGIApp,
+    BoundedMemo,
+    Message,
+    Problem,
+    Receive,
+    Scope,
+    Send,
+    scope_state,
+    split_comma,
+)
 from ..errors import ConfigurationError
 from ..routes import RouteTable
 from .schema import compile_schema
@@ -39,6 +49,12 @@ _EMPTY: Final = Problem(
 )
 _TOO_DEEP: Final = Problem(
     400, "validation.malformed", "Bad Request", "The request body is nested too deeply."
+)
+_AMBIGUOUS: Final = Problem(
+    400,
+    "validation.malformed",
+    "Bad Request",
+    "The request has more than one Content-Type, or conflicting Content-Length fields.",
 )
 _BAD_QUERY: Final = Problem(
     400, "validation.malformed", "Bad Request", "The query string is malformed."
@@ -296,11 +312,20 @@ class ValidationMiddleware:
         content_type = content_length = encoding = None
         for name, value in scope["headers"]:
             if name == b"content-type":
+                if content_type is not None:
+                    # A singleton field given twice: the app's framework may read the other
+                    # line than the one checked here (RFC 9110 section 5.3).
+                    await _AMBIGUOUS.send(scope, receive, send)
+                    return
                 content_type = value
             elif name == b"content-length":
+                if content_length is not None and value != content_length:
+                    await _AMBIGUOUS.send(scope, receive, send)  # RFC 9112 section 6.3
+                    return
                 content_length = value
             elif name == b"content-encoding":
-                encoding = value
+                # A list field: repeated lines are one list (RFC 9110 section 5.3).
+                encoding = value if encoding is None else encoding + b"," + value
         if content_length is not None:
             text = content_length.strip()
             if not text.isdigit():
@@ -310,7 +335,9 @@ class ValidationMiddleware:
             if len(text) > 18 or int(text) > self.max_body_size:
                 await _TOO_LARGE.send(scope, receive, send)
                 return
-        if encoding is not None and encoding.strip().lower() not in (b"", b"identity"):
+        if encoding is not None and any(
+            coding.lower() != b"identity" for coding in split_comma((encoding,))
+        ):
             await _ENCODING.send(scope, receive, send)
             return
         if content_type is None:
