@@ -22,6 +22,8 @@ Hop = tuple[str, int]
 _Resolved = tuple[Hop | None, tuple[str, str] | None, bytes | None]
 _X_NAMES: Final = frozenset((b"x-forwarded-for", b"x-forwarded-proto", b"x-forwarded-host"))
 _MISS: Final = object()
+#: Longer than any address: IPv6 with an IPv4 tail (45) and a zone id (15), with room.
+_MAX_ADDRESS: Final = 64
 
 
 def _item(raw: bytes, index: int, count: int) -> bytes:
@@ -210,8 +212,8 @@ class ProxyHeadersMiddleware:
         classify = self._classify
         for index in range(len(hops) - 1, -1, -1):
             node = _parse_node(hops[index].strip())
-            if node is None:
-                return None
+            if node is None or len(node[0]) > _MAX_ADDRESS:
+                return None  # the classify memo must not keep attacker-chosen long strings
             verdict = classify(node[0])
             if verdict == _INVALID:
                 return None

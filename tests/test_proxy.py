@@ -118,6 +118,19 @@ async def test_malformed_x_forwarded_for_keeps_peer(app: RecordingApp, xff: str)
     assert (await seen(app, PROXY, [("x-forwarded-for", xff)]))[0] == (PROXY, 51000)
 
 
+async def test_overlong_hops_are_malformed_and_never_memoized(app: RecordingApp) -> None:
+    """A hop longer than any address ends the chain (the peer stays the client), and the
+    per-address memo never holds such attacker-chosen strings."""
+    mw = make(app, trusted="*")
+    async with client_for(mw, peer=PROXY) as client:
+        for i in range(20):
+            long_hop = f"{i}" + "1" * 5000
+            response = await client.get("/", headers={"x-forwarded-for": f"{long_hop}, 10.0.0.2"})
+            assert response.status_code == 200
+            assert tuple(app.scopes[-1]["client"]) == (PROXY, 51000)
+    assert mw._classify.cache_info().currsize == 2  # type: ignore[attr-defined]  # the peer and 10.0.0.2
+
+
 async def test_garbage_left_of_client_is_irrelevant(app: RecordingApp) -> None:
     """Only the hops from the right up to the client need to parse."""
     assert (await seen(app, PROXY, [("x-forwarded-for", "garbage, 1.2.3.4")]))[0] == ("1.2.3.4", 0)
