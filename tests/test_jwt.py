@@ -294,12 +294,17 @@ async def test_token_type(app: RecordingApp, keys: Keys, clock: Clock) -> None:
 
 async def test_unknown_crit_invalidates(app: RecordingApp, keys: Keys, clock: Clock) -> None:
     """A crit header naming anything this layer does not understand invalidates the token."""
-    for crit in (["exp"], [], "exp", ["b64"]):
+    for crit in (["exp"], [], "exp", ["b64"], [["b64"]], [{}], [1], [None], {"b64": 1}):
         token = forge_hmac(
             keys.secret.encode(), {"alg": "HS256", "crit": crit, "exp": 1, "b64": True}, claims()
         )
         response = await call(make(app, keys, clock, secret=keys.secret), token)
         assert (response.status_code, problem(response)["code"]) == (401, "jwt.invalid")
+    # Checked before any signature: an unsigned token with an unhashable crit item is a 401.
+    token = unsigned({"alg": "RS256", "crit": [["x"], {"y": 1}]}, claims(), b"sig")
+    response = await call(make(app, keys, clock), token)
+    assert (response.status_code, problem(response)["code"]) == (401, "jwt.invalid")
+    assert app.calls == 0
 
 
 async def test_error_description_never_echoes_input(

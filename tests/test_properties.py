@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
 import os
 import string
@@ -189,3 +190,33 @@ def test_nesting_scan_matches_the_real_depth(value: object, limit: int) -> None:
     from asgi_guard.validation import _too_deep
 
     assert _too_deep(orjson.dumps(value), limit) is (_depth(value) > limit)
+
+
+@SETTINGS
+@given(
+    st.fixed_dictionaries(
+        {"alg": st.sampled_from(["RS256", "HS256", "none"]) | json_values},
+        optional={
+            "crit": json_values,
+            "typ": st.sampled_from(["at+jwt", "JWT"]) | json_values,
+            "kid": json_values,
+        },
+    ),
+    st.dictionaries(
+        st.sampled_from(["exp", "nbf", "iat", "iss", "sub", "aud", "scope", "scp"]), json_values
+    ),
+)
+def test_token_checks_only_ever_refuse(
+    header: dict[str, object], claims: dict[str, object]
+) -> None:
+    """Any JSON in a token's header or claims is refused as TokenError, never another error."""
+    from asgi_guard.jwt import tokens
+
+    for check in (
+        lambda: tokens.check_header(header, {"RS256", "HS256"}, "at+jwt"),
+        lambda: tokens.check_times(claims, 1_700_000_000.0, 30),
+        lambda: tokens.check_claims(claims, "https://issuer", frozenset({"api"})),
+        lambda: tokens.granted_scopes(claims, ("scope", "scp")),
+    ):
+        with contextlib.suppress(tokens.TokenError):
+            check()

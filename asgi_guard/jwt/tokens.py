@@ -112,7 +112,13 @@ def check_header(
         raise TokenError(BAD_ALG)
     if "crit" in header:
         crit = header["crit"]
-        if not isinstance(crit, list) or not crit or not set(crit) <= _UNDERSTOOD_CRIT:
+        # RFC 7515 section 4.1.11: a non-empty list of names; items are attacker JSON (a list
+        # or object item is unhashable: checked one by one, never put in a set).
+        if (
+            not isinstance(crit, list)
+            or not crit
+            or not all(isinstance(name, str) and name in _UNDERSTOOD_CRIT for name in crit)
+        ):
             raise TokenError(INVALID)
     if token_type is not None:
         typ = header.get("typ")
