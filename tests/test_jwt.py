@@ -12,6 +12,7 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 
 from asgi_guard import ConfigurationError, JWTAuthMiddleware
+from asgi_guard.jwt.keys import load_jwks
 
 from .conftest import RecordingApp, client_for, run_websocket
 from .jwt_helpers import (
@@ -649,10 +650,22 @@ def test_jwks_skips_unusable_keys(keys: Keys) -> None:
         {**keys.ec.as_dict(private=False), "key_ops": ["encrypt"]},
         {"kty": "RSA", "n": "!!", "e": "AQAB"},
         {"kty": "RSA", "kid": 5},
+        {"kty": ["RSA"]},
+        {"kty": {"a": 1}, "use": ["sig"]},
+        {"kty": "EC", "crv": ["P-256"], "x": 1, "y": None},
+        {"kty": "OKP", "crv": "Ed25519", "x": "A" * 10_000},
         "garbage",
     ]
     mw = JWTAuthMiddleware(RecordingApp(), jwks=jwks)
     assert [k.kid for k in mw._keys.keys] == ["rsa-1"]
+
+
+@pytest.mark.parametrize("source", [b"{not json", b"[]", b'{"keys": {}}'])
+def test_jwks_that_is_not_a_key_set_is_a_configuration_error(source: bytes) -> None:
+    """JWKS bytes that are not JSON, or not a key set, are refused naming the option."""
+    with pytest.raises(ConfigurationError) as info:
+        load_jwks(source)
+    assert info.value.option == "jwks"
 
 
 @pytest.fixture

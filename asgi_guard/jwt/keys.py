@@ -15,7 +15,6 @@ from pathlib import Path
 from typing import Any, Final
 
 import orjson
-from joserfc.errors import JoseError
 from joserfc.jwk import ECKey, Key, OctKey, OKPKey, RSAKey
 
 from ..errors import ConfigurationError
@@ -83,7 +82,7 @@ def _import_jwk(data: Any) -> VerifyKey | None:
     if not isinstance(data, dict):
         return None
     kty = data.get("kty")
-    if data.get("use", "sig") != "sig" or kty not in _KEY_CLASSES:
+    if not isinstance(kty, str) or data.get("use", "sig") != "sig" or kty not in _KEY_CLASSES:
         return None  # encryption keys and HMAC keys in a published JWKS are never used
     ops = data.get("key_ops")
     if ops is not None and (not isinstance(ops, list) or "verify" not in ops):
@@ -94,7 +93,9 @@ def _import_jwk(data: Any) -> VerifyKey | None:
     public = {k: v for k, v in data.items() if k not in ("d", "p", "q", "dp", "dq", "qi", "oth")}
     try:
         key: Key = _KEY_CLASSES[kty].import_key(public)
-    except (JoseError, ValueError, TypeError, KeyError):
+    # Whatever the key library makes of a broken member, it is one unusable key to skip, not a
+    # reason to refuse the other keys of the set.
+    except Exception:
         return None
     return VerifyKey(key)
 
@@ -112,7 +113,10 @@ def load_jwks(
                 option, f"cannot read JWKS file {str(source)!r}: {exc}"
             ) from None
     elif isinstance(source, bytes):
-        data = orjson.loads(source)
+        try:
+            data = orjson.loads(source)
+        except orjson.JSONDecodeError as exc:
+            raise ConfigurationError(option, f"the JWKS is not JSON: {exc}") from None
     if not isinstance(data, Mapping) or not isinstance(data.get("keys"), list):
         raise ConfigurationError(option, "a JWKS must be an object with a 'keys' list")
     return [key for key in map(_import_jwk, data["keys"]) if key is not None]
