@@ -222,6 +222,9 @@ _LABEL: Final = r"[a-z0-9_](?:[a-z0-9_-]{0,61}[a-z0-9_])?"
 _HOSTNAME: Final = re.compile(rf"(?:{_LABEL}\.)*{_LABEL}\.?")
 
 
+_IPV6_CHARS: Final = "0123456789abcdef:."
+
+
 def parse_host(value: str) -> tuple[str, int | None] | None:
     """Parse a ``Host``-style ``host[:port]`` (RFC 9110 section 7.2, RFC 3986 section 3.2.2).
 
@@ -237,6 +240,10 @@ def parse_host(value: str) -> tuple[str, int | None] | None:
         if end < 0:
             return None
         host, rest = value[: end + 1], value[end + 1 :]
+        # Hex digits, colons and dots only: ipaddress also takes a zone id ("%" and then
+        # anything, CR/LF and "@" included), which is no part of a Host (RFC 3986 3.2.2).
+        if host[1:-1].strip(_IPV6_CHARS):
+            return None
         try:
             ipaddress.IPv6Address(host[1:-1])
         except ValueError:

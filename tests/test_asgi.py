@@ -54,6 +54,15 @@ def test_split_comma_joins_lines_and_drops_empty_items() -> None:
         ("a.com:+80", None),
         ("", None),
         ("a" * 64 + ".com", None),
+        ("[2001:DB8::1]", ("[2001:db8::1]", None)),
+        ("[::ffff:192.0.2.1]:443", ("[::ffff:192.0.2.1]", 443)),
+        # zone ids: ipaddress takes anything after "%", a Host takes none of it
+        ("[fe80::1%eth0]", None),
+        ("[fe80::1%25eth0]", None),
+        ("[fe80::1%\r\nSet-Cookie: a=b]", None),
+        ("[fe80::1%a@evil.example]:443", None),
+        ("[fe80::1% ]", None),
+        ("[]", None),
     ],
 )
 def test_parse_host(value: str, expected: tuple[str, int | None] | None) -> None:

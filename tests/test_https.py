@@ -84,6 +84,8 @@ async def test_https_port(app: RecordingApp) -> None:
         "\u00e9vil.com".encode().decode("latin-1"),
         "a" * 300,
         "evil.com:8o",
+        "[fe80::1%a@evil.com]",
+        "[fe80::1%eth0]:443",
     ],
 )
 async def test_bad_host_is_400_without_location(app: RecordingApp, host: str) -> None:
