@@ -87,6 +87,8 @@ class RateLimitConfig(_Section, frozen=True):
     """Admit (open) or refuse with 503 (closed) while the storage fails."""
     storage_timeout: float = 0.5
     """Seconds a network storage may take."""
+    ipv6_prefix: int = 64
+    """IPv6 clients are counted per network of this prefix length (128: per address)."""
 
 
 class JWTConfig(_Section, frozen=True):

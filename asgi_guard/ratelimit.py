@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import importlib.util
+import ipaddress
 import logging
 import math
 import re
@@ -24,7 +25,7 @@ from limits.errors import ConfigurationError as LimitsConfigurationError
 from limits.errors import StorageError
 from limits.storage import storage_from_string
 
-from ._asgi import ASGIApp, Problem, Receive, Scope, Send, request_info, with_headers
+from ._asgi import ASGIApp, BoundedMemo, Problem, Receive, Scope, Send, request_info, with_headers
 from .errors import ConfigurationError
 from .routes import RouteTable
 
@@ -94,12 +95,39 @@ def _encode_id(value: str) -> str:
     return "#" + hashlib.sha256(value.encode("utf-8", "surrogatepass")).hexdigest()[:32]
 
 
-def _key_function(key: str | KeyFunc) -> Callable[[Scope], str]:
+def _address_key(host: str, ipv6_prefix: int) -> str:
+    """The identity of a client address: IPv4 as it is, IPv6 as its /``ipv6_prefix`` network.
+
+    One subscriber gets a whole /64 (or more) and may use every address in it; counting each
+    address apart would let one client multiply its limit by 2**64.
+    """
+    try:
+        address = ipaddress.IPv6Address(host)
+    except ValueError:
+        return "ip" + _encode_id(host)
+    if address.ipv4_mapped is not None:
+        return "ip" + _encode_id(str(address.ipv4_mapped))
+    # The zone id ("%eth0", free text) goes too: it names no other client.
+    bits = 128 - ipv6_prefix
+    network = ipaddress.IPv6Address(int(address) >> bits << bits)
+    return f"ip={network.compressed}@{ipv6_prefix}"
+
+
+def _key_function(key: str | KeyFunc, ipv6_prefix: int = 64) -> Callable[[Scope], str]:
     """Build the request -> identifier function once; identity keys fall back to the IP."""
+    networks = BoundedMemo(max_entries=4096, max_key=64)
 
     def ip(scope: Scope) -> str:
         client = scope.get("client")
-        return "ip" + _encode_id(client[0]) if client else "ip=-"
+        if not client:
+            return "ip=-"
+        host: str = client[0]
+        if ":" not in host:
+            return "ip" + _encode_id(host)
+        identity: str | None = networks.get(host)
+        if identity is None:
+            identity = networks.remember(host, len(host), _address_key(host, ipv6_prefix))
+        return identity
 
     if callable(key):
         func = key
@@ -309,6 +337,8 @@ class RateLimitMiddleware:
         on_storage_error: ``"open"`` admits requests while the storage fails; ``"closed"``
             answers 503.
         storage_timeout: seconds a network storage may take before it counts as failed.
+        ipv6_prefix: IPv6 clients are counted per network of this prefix length (64: one
+            subscriber's network; 128: each address). IPv4-mapped addresses count as IPv4.
         clock: returns the current Unix time (for Retry-After and reset figures).
     """
 
@@ -325,6 +355,7 @@ class RateLimitMiddleware:
         shadow: bool = False,
         on_storage_error: Literal["open", "closed"] = "open",
         storage_timeout: float = 0.5,
+        ipv6_prefix: int = 64,
         clock: Callable[[], float] = time.time,
     ) -> None:
         if strategy not in _STRATEGIES:
@@ -344,7 +375,13 @@ class RateLimitMiddleware:
                 "strategy", f"{strategy} is not supported by {storage}"
             ) from None
         self._network = not storage.split("://", 1)[0].lower().endswith("memory")
-        self._key = _key_function(key)
+        if (
+            not isinstance(ipv6_prefix, int)
+            or isinstance(ipv6_prefix, bool)
+            or not 1 <= ipv6_prefix <= 128
+        ):
+            raise ConfigurationError("ipv6_prefix", "must be a prefix length from 1 to 128")
+        self._key = _key_function(key, ipv6_prefix)
         self.headers = headers
         self.shadow = shadow
         self.fail_closed = on_storage_error == "closed"

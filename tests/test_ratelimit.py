@@ -540,3 +540,40 @@ async def test_one_step_hit_matches_limits_strategy(limit: int, cost: int) -> No
     stock.storage.timer.cancel()
     assert ours.timer is not None
     ours.timer.cancel()
+
+
+@pytest.mark.parametrize(
+    ("clients", "prefix", "statuses"),
+    [
+        # one /64: every address in it is the same subscriber
+        (
+            ["2001:db8:1:2::1", "2001:db8:1:2:ffff:ffff:ffff:ffff", "2001:db8:1:3::1"],
+            64,
+            [200, 429, 200],
+        ),
+        (["2001:db8:1:2::1", "2001:db8:1:2::2"], 128, [200, 200]),
+        (["2001:db8:1:2::1", "2001:db8:1:2::2", "2001:db8:1:2:1::1"], 80, [200, 429, 200]),
+        # written differently, the same address
+        (["2001:db8::1", "2001:0DB8:0:0:0:0:0:1"], 128, [200, 429]),
+        # zone ids are free text: rotating them gains nothing
+        (["fe80::1%1", "fe80::1%eth0", "fe80::1%x"], 64, [200, 429, 429]),
+        # an IPv4-mapped address is the IPv4 client
+        (["192.0.2.1", "::ffff:192.0.2.1"], 64, [200, 429]),
+        # not addresses at all: each string as it is
+        (["not:an:address", "not:an:address", "not:another"], 64, [200, 429, 200]),
+    ],
+)
+async def test_ipv6_clients_are_counted_per_network(
+    limiter: Any, app: RecordingApp, clients: list[str], prefix: int, statuses: list[int]
+) -> None:
+    """IPv6 addresses count per /ipv6_prefix network, so rotating within one's own network
+    (a /64 per subscriber) does not multiply the limit."""
+    mw = limiter(app, limit="1/minute", ipv6_prefix=prefix)
+    assert [(await drive(mw, http_scope(client=c)))[0] for c in clients] == statuses
+
+
+@pytest.mark.parametrize("prefix", [0, 129, True, 64.0])
+def test_ipv6_prefix_is_checked(prefix: Any) -> None:
+    with pytest.raises(ConfigurationError) as info:
+        RateLimitMiddleware(RecordingApp(), limit="1/minute", ipv6_prefix=prefix)
+    assert info.value.option == "ipv6_prefix"
