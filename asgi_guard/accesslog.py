@@ -265,7 +265,10 @@ class AccessLogMiddleware:
         return text
 
     def emit(self, fields: dict[str, Any]) -> None:
-        """Write one record; logging problems never reach the request."""
+        """Write one record; logging problems never reach the request.
+
+        ``fields`` is taken over: once encoded, it becomes the record's attribute dict.
+        """
         try:
             message = orjson.dumps(fields).decode()
             now = time.time()
