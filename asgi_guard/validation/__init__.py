@@ -41,24 +41,19 @@ _ENCODING: Final = Problem(
     "Unsupported Media Type",
     "Compressed request bodies are not accepted.",
 )
-_MALFORMED: Final = Problem(
-    400, "validation.malformed", "Bad Request", "The request body is not valid JSON."
+
+
+def _malformed(detail: str) -> Problem:
+    return Problem(400, "validation.malformed", "Bad Request", detail)
+
+
+_MALFORMED: Final = _malformed("The request body is not valid JSON.")
+_EMPTY: Final = _malformed("A JSON request body is required.")
+_TOO_DEEP: Final = _malformed("The request body is nested too deeply.")
+_AMBIGUOUS: Final = _malformed(
+    "The request has more than one Content-Type, or conflicting Content-Length fields."
 )
-_EMPTY: Final = Problem(
-    400, "validation.malformed", "Bad Request", "A JSON request body is required."
-)
-_TOO_DEEP: Final = Problem(
-    400, "validation.malformed", "Bad Request", "The request body is nested too deeply."
-)
-_AMBIGUOUS: Final = Problem(
-    400,
-    "validation.malformed",
-    "Bad Request",
-    "The request has more than one Content-Type, or conflicting Content-Length fields.",
-)
-_BAD_QUERY: Final = Problem(
-    400, "validation.malformed", "Bad Request", "The query string is malformed."
-)
+_BAD_QUERY: Final = _malformed("The query string is malformed.")
 _INVALID_BODY: Final = Problem(
     422,
     "validation.invalid_body",
@@ -378,18 +373,15 @@ class ValidationMiddleware:
             return
         try:
             value = route.body.decode(body)
-        except msgspec.ValidationError as error:
+        except Exception as error:  # whatever the decoder raises is the client's input
             if route.bounded and _too_deep(body, self.max_depth):
                 await _TOO_DEEP.send(scope, receive, send)
-                return
-            await _INVALID_BODY.send(
-                scope, receive, send, extra={"errors": [_error_entry(error, "")]}
-            )
-            return
-        except Exception:
-            await (_TOO_DEEP if _too_deep(body, self.max_depth) else _MALFORMED).send(
-                scope, receive, send
-            )
+            elif isinstance(error, msgspec.ValidationError):
+                await _INVALID_BODY.send(
+                    scope, receive, send, extra={"errors": [_error_entry(error, "")]}
+                )
+            else:
+                await _MALFORMED.send(scope, receive, send)
             return
         scope_state(scope)["validated_body"] = (
             msgspec.to_builtins(value) if route.builtins else value
