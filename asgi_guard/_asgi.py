@@ -107,7 +107,9 @@ def scope_state(scope: Scope) -> dict[str, Any]:
 
 def request_info(scope: Scope) -> RequestInfo:
     """The request's :class:`RequestInfo`, created on first use."""
-    state = scope_state(scope)
+    state: dict[str, Any] | None = scope.get("state")
+    if state is None:  # scope_state's rule, inline: this runs on every logged request
+        state = scope["state"] = {}
     info: RequestInfo | None = state.get("asgi_guard")
     if info is None:
         info = state["asgi_guard"] = RequestInfo()

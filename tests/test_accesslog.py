@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import io
 import logging
 import logging.handlers
 import queue
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -15,6 +17,7 @@ import pytest
 from asgi_guard import (
     AccessLogMiddleware,
     ConfigurationError,
+    JSONLinesHandler,
     JWTAuthMiddleware,
     RequestIdFilter,
     current_request_id,
@@ -70,6 +73,11 @@ async def test_success_record(app: RecordingApp, logs: Collect) -> None:
     [record] = logs.records
     fields = logs.messages[0]
     assert fields.pop("duration_ms") >= 0
+    # RFC 3339 UTC with milliseconds, the record's own creation time.
+    assert fields.pop("timestamp") == (
+        time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created))
+        + f".{int((record.created % 1) * 1000):03d}Z"
+    )
     assert fields == {
         "method": "GET",
         "path": "/items",
@@ -416,10 +424,6 @@ def test_bad_options(options: dict[str, Any], option: str) -> None:
 
 async def test_json_lines_handler(app: RecordingApp) -> None:
     """JSONLinesHandler writes each record's JSON as one line; other records are formatted."""
-    import io
-
-    from asgi_guard import JSONLinesHandler
-
     stream = io.StringIO()
     logger = logging.getLogger("test.lines")
     logger.addHandler(JSONLinesHandler(stream))
@@ -477,3 +481,137 @@ async def test_generated_request_ids_are_unique(app: RecordingApp, logs: Collect
     assert len(prefixes) == 1
     assert len(prefixes.pop()) == 12
     assert [m["request_id"] for m in logs.messages] == ids
+
+
+@pytest.fixture
+def chain() -> Iterator[tuple[logging.Logger, logging.Logger]]:
+    """A two-level logger chain ending before the root.
+
+    pytest gives the root and every non-propagating logger capture handlers while a test
+    runs: the tests call ``_bare`` first."""
+    parent, child = logging.getLogger("test.direct"), logging.getLogger("test.direct.child")
+    parent.propagate = False
+    child.propagate = True
+    for logger in (parent, child):
+        logger.setLevel(logging.INFO)
+    yield parent, child
+    for logger in (parent, child):
+        logger.handlers.clear()
+        logger.filters.clear()
+        logger.disabled = False
+
+
+async def test_plain_json_lines_handlers_get_the_same_line(
+    app: RecordingApp, chain: tuple[logging.Logger, logging.Logger]
+) -> None:
+    """Plain JSONLinesHandlers up the chain get the line written directly, each exactly once;
+    a handler's level still applies; the line is the message a record would carry."""
+    parent, child = chain
+    _bare(parent, child)
+    up, here, quiet = io.StringIO(), io.StringIO(), io.StringIO()
+    parent.addHandler(JSONLinesHandler(up))
+    child.addHandler(JSONLinesHandler(here))
+    warning_only = JSONLinesHandler(quiet)
+    warning_only.setLevel(logging.WARNING)
+    child.addHandler(warning_only)
+    layer = AccessLogMiddleware(app, logger=child)
+    assert layer._plain_handlers() == [*child.handlers[:1], *parent.handlers]
+    async with client_for(layer) as client:
+        await client.get("/a?token=secret-value-123", headers={"x-request-id": "r-1"})
+    [line] = here.getvalue().splitlines()
+    assert up.getvalue() == here.getvalue()
+    assert quiet.getvalue() == ""
+    fields = orjson.loads(line)
+    assert (fields["path"], fields["query"], fields["request_id"], fields["status"]) == (
+        "/a",
+        "token=[REDACTED]",
+        "r-1",
+        200,
+    )
+    # The same message as when a record is built (another handler in the chain).
+    collect = Collect()
+    parent.addHandler(collect)
+    assert layer._plain_handlers() is None
+    async with client_for(layer) as client:
+        await client.get("/a?token=secret-value-123", headers={"x-request-id": "r-1"})
+    again = orjson.loads(collect.records[0].getMessage())
+    assert {k: v for k, v in again.items() if k not in ("timestamp", "duration_ms")} == {
+        k: v for k, v in fields.items() if k not in ("timestamp", "duration_ms")
+    }
+
+
+def _bare(*loggers: logging.Logger) -> None:
+    for logger in loggers:
+        logger.handlers.clear()
+
+
+def _subclass_handler() -> logging.Handler:
+    class Mine(JSONLinesHandler):
+        pass
+
+    return Mine(io.StringIO())
+
+
+def _filtered_handler() -> logging.Handler:
+    handler = JSONLinesHandler(io.StringIO())
+    handler.addFilter(RequestIdFilter())
+    return handler
+
+
+@pytest.mark.parametrize(
+    "setup",
+    [
+        pytest.param(lambda p, c: None, id="no handler: logging.lastResort decides"),
+        pytest.param(lambda p, c: c.addFilter(RequestIdFilter()), id="logger filter"),
+        pytest.param(lambda p, c: c.addHandler(_filtered_handler()), id="handler filter"),
+        pytest.param(lambda p, c: p.addHandler(_subclass_handler()), id="subclass"),
+        pytest.param(
+            lambda p, c: p.addHandler(logging.StreamHandler(io.StringIO())), id="other handler"
+        ),
+        pytest.param(lambda p, c: setattr(c, "disabled", True), id="disabled logger"),
+    ],
+)
+def test_records_are_built_when_anything_could_read_them(
+    setup: Any, chain: tuple[logging.Logger, logging.Logger]
+) -> None:
+    """A filter, a handler that is not a plain JSONLinesHandler, or no handler at all: the
+    record goes through Logger.handle as usual."""
+    parent, child = chain
+    _bare(parent, child)
+    setup(parent, child)
+    if parent.handlers or child.handlers or child.filters or child.disabled:
+        child.addHandler(JSONLinesHandler(io.StringIO()))  # a plain one beside the culprit
+    assert AccessLogMiddleware(RecordingApp(), logger=child)._plain_handlers() is None
+
+
+async def test_failing_json_lines_stream_is_reported_not_raised(
+    app: RecordingApp,
+    chain: tuple[logging.Logger, logging.Logger],
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """A stream that fails under a plain JSONLinesHandler: reported by the handler, as
+    logging does, and the response is unchanged."""
+
+    class Full(io.StringIO):
+        def write(self, text: str) -> int:
+            raise OSError("disk full")
+
+    parent, _ = chain
+    _bare(parent)
+    parent.addHandler(JSONLinesHandler(Full()))
+    async with client_for(AccessLogMiddleware(app, logger=parent)) as client:
+        response = await client.get("/")
+    err = capsys.readouterr().err
+    assert response.status_code == 200
+    assert "--- Logging error ---" in err
+    assert "OSError: disk full" in err
+    assert '"path":"/"' in err  # the record handed to handleError carries the message
+
+
+def test_timestamps() -> None:
+    """RFC 3339 UTC with milliseconds, the second part made again when the second changes."""
+    layer = AccessLogMiddleware(RecordingApp())
+    assert layer.timestamp(0.0) == "1970-01-01T00:00:00.000Z"
+    assert layer.timestamp(1_790_000_000.1239) == "2026-09-21T14:13:20.123Z"
+    assert layer.timestamp(1_790_000_000.9999) == "2026-09-21T14:13:20.999Z"
+    assert layer.timestamp(1_790_000_001.5) == "2026-09-21T14:13:21.500Z"
