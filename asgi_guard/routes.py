@@ -164,7 +164,11 @@ class RouteTable(Generic[T]):
         root: str = scope.get("root_path", "")
         if root and path.startswith(root):
             path = path[len(root) :]
-        return self.match(scope.get("method", "GET"), path)
+        method: str = scope.get("method", "GET")
+        exact = self._static.get(path)
+        if exact is not None and method in exact:
+            return exact[method]  # match()'s first case, inline: this runs on every request
+        return self.match(method, path)
 
     def _walk(
         self, node: _Node[T], parts: list[str], index: int, method: str
