@@ -23,6 +23,7 @@ __all__ = [
     "RequestInfo",
     "Scope",
     "Send",
+    "append_headers",
     "get_header",
     "header_values",
     "parse_host",
@@ -137,18 +138,26 @@ def with_headers(send: Send, extra: Headers, *, unless: bytes | None = None) -> 
 
     async def send_with_headers(message: Message) -> None:
         if message["type"] == "http.response.start":
-            headers = message.get("headers", ())
-            if unless is not None:
-                for key, _ in headers:
-                    if key.lower() == unless:
-                        break
-                else:
-                    message["headers"] = [*headers, *extra]
-            else:
-                message["headers"] = [*headers, *extra]
+            append_headers(message, extra, unless)
         await send(message)
 
     return send_with_headers
+
+
+def append_headers(message: Message, extra: Headers, unless: bytes | None = None) -> None:
+    """Append ``extra`` to a response-start message's headers, unless they hold ``unless``.
+
+    The message gets a new list: the app's may be shared between responses, or any iterable,
+    which ASGI allows and which may be read only once.
+    """
+    headers = message.get("headers", ())
+    if type(headers) is not list and type(headers) is not tuple:
+        headers = message["headers"] = list(headers)
+    if unless is not None:
+        for key, _ in headers:
+            if key.lower() == unless:
+                return  # the app set its own: never a second value
+    message["headers"] = [*headers, *extra]
 
 
 class Problem:

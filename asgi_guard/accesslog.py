@@ -16,7 +16,16 @@ from urllib.parse import unquote_plus
 
 import orjson
 
-from ._asgi import ASGIApp, BoundedMemo, Message, Receive, Scope, Send, request_info
+from ._asgi import (
+    ASGIApp,
+    BoundedMemo,
+    Message,
+    Receive,
+    Scope,
+    Send,
+    append_headers,
+    request_info,
+)
 from .errors import ConfigurationError
 
 __all__ = [
@@ -430,12 +439,7 @@ class _Exchange:
             self.status = message["status"]
             echo = self.echo
             if echo is not None:
-                headers = message.get("headers", ())
-                for key, _ in headers:
-                    if key.lower() == echo[0]:
-                        break  # the app set its own: never a second value
-                else:
-                    message["headers"] = [*headers, echo]
+                append_headers(message, (echo,), unless=echo[0])
         elif kind == "websocket.accept":
             self.status = 101
         elif kind == "websocket.close" and self.status is None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 import orjson
@@ -9,6 +10,7 @@ import pytest
 
 from asgi_guard._asgi import (
     Problem,
+    append_headers,
     get_header,
     header_values,
     parse_host,
@@ -17,6 +19,8 @@ from asgi_guard._asgi import (
     split_comma,
     with_headers,
 )
+
+from .conftest import Channel, http_scope
 
 pytestmark = pytest.mark.anyio
 
@@ -137,6 +141,35 @@ async def test_with_headers_injects_once_and_passes_bodies() -> None:
     assert sent[0]["headers"] == [(b"x-a", b"1")]
 
 
+@pytest.mark.parametrize("unless", [None, b"x-a"])
+@pytest.mark.parametrize("kind", ["list", "tuple", "generator", "dict items"])
+def test_append_headers_reads_any_iterable_once(kind: str, unless: bytes | None) -> None:
+    """ASGI allows any iterable of header pairs: a one-shot one keeps every header, and the
+    app's own list is never changed in place."""
+    mine = [(b"content-type", b"text/plain"), (b"content-length", b"2")]
+    given: Any = {
+        "list": mine,
+        "tuple": tuple(mine),
+        "generator": (pair for pair in mine),
+        "dict items": dict(mine).items(),
+    }[kind]
+    message = {"type": "http.response.start", "status": 200, "headers": given}
+    append_headers(message, [(b"x-a", b"1")], unless=unless)
+    assert list(message["headers"]) == [*mine, (b"x-a", b"1")]
+    assert mine == [(b"content-type", b"text/plain"), (b"content-length", b"2")]
+
+
+def test_append_headers_unless_present_in_a_generator() -> None:
+    """A one-shot iterable holding the ``unless`` header: read once, kept whole, nothing added."""
+    message = {
+        "type": "http.response.start",
+        "status": 200,
+        "headers": (pair for pair in [(b"x-b", b"2"), (b"X-A", b"mine"), (b"x-c", b"3")]),
+    }
+    append_headers(message, [(b"x-a", b"1")], unless=b"x-a")
+    assert message["headers"] == [(b"x-b", b"2"), (b"X-A", b"mine"), (b"x-c", b"3")]
+
+
 async def test_send_response_sets_content_length() -> None:
     """A plain response carries an exact content-length."""
     sent: list[dict[str, Any]] = []
@@ -160,3 +193,35 @@ def test_request_info_is_created_once_and_keeps_framework_state() -> None:
     assert scope["state"] is state
     assert state["framework"] == 1
     assert (info.request_id, info.code, info.shadow, info.ratelimit) == (None, None, False, None)
+
+
+async def _generator_headers_app(scope: Any, receive: Any, send: Any) -> None:
+    headers = [(b"content-type", b"text/plain"), (b"content-length", b"2")]
+    await send(
+        {"type": "http.response.start", "status": 200, "headers": (pair for pair in headers)}
+    )
+    await send({"type": "http.response.body", "body": b"ok"})
+
+
+@pytest.mark.parametrize("layer", ["https", "ratelimit", "accesslog"])
+async def test_layers_adding_headers_keep_an_apps_one_shot_headers(layer: str) -> None:
+    """Every layer that adds a response header keeps all of an app's headers, given as a
+    generator (each used to read it twice: the app's headers were lost)."""
+    from asgi_guard import AccessLogMiddleware, HTTPSRedirectMiddleware, RateLimitMiddleware
+
+    logger = logging.getLogger("test.one_shot")
+    logger.setLevel(logging.INFO)
+    wrapped = {
+        "https": lambda: HTTPSRedirectMiddleware(_generator_headers_app),
+        "ratelimit": lambda: RateLimitMiddleware(_generator_headers_app, limit="5/minute"),
+        "accesslog": lambda: AccessLogMiddleware(_generator_headers_app, logger=logger),
+    }[layer]()
+    added = {
+        "https": b"strict-transport-security",
+        "ratelimit": b"ratelimit-policy",
+        "accesslog": b"x-request-id",
+    }[layer]
+    sent = await Channel().run(wrapped, http_scope(headers=[(b"host", b"example.com")]))
+    names = [name for name, _ in sent[0]["headers"]]
+    assert names[:2] == [b"content-type", b"content-length"]
+    assert added in names
