@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import contextvars
 import itertools
 import logging
@@ -450,7 +451,29 @@ class _Exchange:
             )
         elif kind == "websocket.http.response.body":
             self.bytes += len(message.get("body", b""))
+        elif kind == "http.response.pathsend" or kind == "http.response.zerocopysend":
+            await self._file_body(message)
+            return
         await self.downstream(message)
+
+    async def _file_body(self, message: Message) -> None:
+        """The ASGI path-send and zero-copy-send extensions: a body sent from a file (Starlette's
+        FileResponse uses path send when the server offers it)."""
+        if message["type"] == "http.response.pathsend":
+            # The whole file is the body. A bad path is the server's to report; the record
+            # keeps what is known.
+            with contextlib.suppress(OSError, KeyError, TypeError, ValueError):
+                self.bytes += os.stat(message["path"]).st_size
+            last = True
+        else:
+            count = message.get("count")
+            if type(count) is int:
+                self.bytes += count
+            last = not message.get("more_body", False)
+        await self.downstream(message)
+        if last:
+            self.complete = True
+            self.finish()
 
     def finish(self) -> None:
         """Write the record (once)."""

@@ -161,6 +161,44 @@ async def test_streaming_is_logged_at_last_chunk(logs: Collect) -> None:
     assert [(m["status"], m["bytes"]) for m in logs.messages] == [(200, 12)]
 
 
+async def test_file_responses_by_path_send_are_complete(logs: Collect, tmp_path: Any) -> None:
+    """Starlette's FileResponse over a server offering the ASGI path-send extension: one
+    complete record with the file's size, written when the path is handed over."""
+    from starlette.responses import FileResponse
+
+    from .conftest import Channel, http_scope
+
+    path = tmp_path / "report.csv"
+    path.write_bytes(b"a,b\n" * 100)
+    scope = http_scope(extensions={"http.response.pathsend": {}}, http_version="1.1")
+    sent = await Channel().run(make(FileResponse(path)), scope)
+    assert [m["type"] for m in sent] == ["http.response.start", "http.response.pathsend"]
+    [fields] = logs.messages
+    assert (fields["status"], fields["bytes"], fields["disconnected"]) == (200, 400, False)
+
+
+async def test_zero_copy_send_counts_and_completes(logs: Collect, tmp_path: Any) -> None:
+    """The zero-copy-send extension: counted chunks, logged at the last one; a path-send
+    of a missing file still gives its one record."""
+    from .conftest import Channel, http_scope
+
+    async def zero_copy(scope: Any, receive: Any, send: Any) -> None:
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send(
+            {"type": "http.response.zerocopysend", "file": 5, "count": 10, "more_body": True}
+        )
+        assert logs.records == []
+        await send({"type": "http.response.zerocopysend", "file": 5, "count": 7})
+
+    async def missing(scope: Any, receive: Any, send: Any) -> None:
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.pathsend", "path": str(tmp_path / "gone")})
+
+    await Channel().run(make(zero_copy), http_scope())
+    await Channel().run(make(missing), http_scope())
+    assert [(m["bytes"], m["disconnected"]) for m in logs.messages] == [(17, False), (0, False)]
+
+
 async def test_client_disconnect_is_flagged(logs: Collect) -> None:
     """A client that leaves before the response gives one flagged record."""
 
