@@ -446,8 +446,9 @@ class _Exchange:
         elif kind == "websocket.close" and self.status is None:
             self.status = 403  # closed before accept: the handshake was refused
         elif kind == "websocket.send":
+            # (surrogatepass: counting must not raise where the server may cope.)
             self.bytes += len(message.get("bytes") or b"") + len(
-                (message.get("text") or "").encode()
+                (message.get("text") or "").encode("utf-8", "surrogatepass")
             )
         elif kind == "websocket.http.response.body":
             self.bytes += len(message.get("body", b""))

@@ -178,7 +178,9 @@ class HTTPSRedirectMiddleware:
             return
         root_path: str = scope.get("root_path", "")
         raw_path: bytes | None = scope.get("raw_path")
-        path = raw_path if raw_path is not None else scope["path"].encode()
+        # Without raw_path, the decoded path; a server decoding with surrogateescape can leave
+        # lone surrogates in it, which plain encode() refuses.
+        path = raw_path if raw_path is not None else scope["path"].encode("utf-8", "surrogatepass")
         if root_path and not path.startswith(root_path.encode()):
             path = root_path.encode() + path
         if not path.startswith(b"/"):

@@ -229,6 +229,28 @@ async def test_websocket_one_record(app: RecordingApp, logs: Collect) -> None:
     ]
 
 
+async def test_websocket_bytes_are_counted(logs: Collect) -> None:
+    """Text frames count their UTF-8 bytes; text the server itself will refuse (a lone
+    surrogate) is counted, not raised in the app's face by the log."""
+    passed: list[dict[str, Any]] = []
+
+    async def chat(scope: Any, receive: Any, send: Any) -> None:
+        await receive()
+        await send({"type": "websocket.accept"})
+        await send({"type": "websocket.send", "text": "héllo"})
+        await send({"type": "websocket.send", "bytes": b"\x00\x01"})
+        await send({"type": "websocket.send", "text": "\ud800"})
+        await send({"type": "websocket.close", "code": 1000})
+
+    async def server_send(message: dict[str, Any]) -> None:
+        passed.append(message)
+
+    scope = {"type": "websocket", "path": "/ws", "headers": [], "scheme": "wss"}
+    await make(chat)(scope, Channel([{"type": "websocket.connect"}]).receive, server_send)
+    assert [m["type"] for m in passed].count("websocket.send") == 3
+    assert [(m["status"], m["bytes"]) for m in logs.messages] == [(101, 6 + 2 + 3)]
+
+
 SECRETS = {
     "token": "tok-9f8e7d6c5b4a",
     "password": "pa55w0rd-hunter2",

@@ -166,6 +166,18 @@ async def test_hostile_paths_stay_on_host(
     assert dict(sent[0]["headers"])[b"location"].decode() == location
 
 
+async def test_decoded_path_with_lone_surrogates_without_raw_path(app: RecordingApp) -> None:
+    """No raw_path, and a path a server decoded with surrogateescape: still a redirect, the
+    odd character percent-encoded, never a 500."""
+    scope = http_scope("/", headers=[(b"host", b"example.com")], scheme="http")
+    scope["path"] = "/caf\udce9"
+    del scope["raw_path"]
+    sent = await Channel().run(HTTPSRedirectMiddleware(app), scope)
+    assert sent[0]["status"] == 308
+    assert dict(sent[0]["headers"])[b"location"] == b"https://example.com/caf%ED%B3%A9"
+    assert app.calls == 0
+
+
 async def test_root_path_is_kept(app: RecordingApp) -> None:
     """A mounted app's root_path is part of the redirect."""
     scope = http_scope(
