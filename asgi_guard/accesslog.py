@@ -162,6 +162,10 @@ class JSONLinesHandler(logging.StreamHandler):  # type: ignore[type-arg]
         stream.flush()
 
 
+def _could_not_write() -> None:
+    sys.stderr.write("asgi_guard: access log record could not be written\n")
+
+
 class _Ids:
     """Request ids: a random per-process prefix and a counter (unique, and cheap to make)."""
 
@@ -313,7 +317,7 @@ class AccessLogMiddleware:
                     except Exception:
                         handler.handleError(self._record(fields, message, created))
         except Exception:  # a broken handler or formatter must not break the request
-            sys.stderr.write("asgi_guard: access log record could not be written\n")
+            _could_not_write()
 
     def _plain_handlers(self) -> list[JSONLinesHandler] | None:
         """The handlers ``Logger.handle`` would pass the record to, when all of them are plain
@@ -479,62 +483,74 @@ class _Exchange:
     def finish(self) -> None:
         """Write the record (once)."""
         self.done = True
-        layer = self.layer
-        scope = self.scope
-        # Clients send the same user agents and referers again and again: their log text is
-        # memoized by raw value.
-        user_agent = referer = None
-        raw = self.user_agent
-        if raw is not None:
-            user_agent = layer._agents.get(raw)
-            if user_agent is None:
-                user_agent = layer._agents.remember(raw, len(raw), _text(raw))
-        raw = self.referer
-        if raw is not None:
-            referer = layer._referers.get(raw)
-            if referer is None:
-                referer = layer._referers.remember(raw, len(raw), layer._referer_text(raw))
-        raw_query: bytes = scope.get("query_string", b"")
-        path: str = scope["path"]
-        if "ey" in path:
-            path = _JWT.sub(REDACTED, path)
-        client = scope.get("client")
-        user = scope.get("user")
-        info = self.info
-        ratelimit = info.ratelimit
-        now = time.time()
-        fields: dict[str, Any] = {
-            "timestamp": layer.timestamp(now),
-            "method": scope.get("method", "WEBSOCKET"),
-            "path": path if path.isprintable() else _clean(path),
-            "query": redact_query(_text(raw_query, 2048), layer.sensitive_query)
-            if raw_query
-            else "",
-            "status": self.status,
-            # Microsecond resolution, without round()'s cost.
-            "duration_ms": int((time.perf_counter() - self.started) * 1_000_000) / 1000,
-            "bytes": self.bytes,
-            "client": client[0] if client else None,
-            "scheme": scope.get("scheme"),
-            "http_version": scope.get("http_version"),
-            "user_agent": user_agent,
-            "referer": referer,
-            "request_id": self.request_id,
-            "sub": user.sub
-            if user is not None and getattr(user, "is_authenticated", False)
-            else None,
-            "code": info.code,
-            "ratelimit": list(ratelimit) if ratelimit else None,
-            # The app ended an http exchange before the last chunk: the client went away.
-            "disconnected": not self.complete and scope["type"] == "http" and self.status != 500,
-        }
-        if self.extra is not None:
-            logged: dict[str, str] = {}
-            for key, value in self.extra:
-                name = layer._log_headers[key]
-                text = _text(value, 2048)
-                if name in layer.sensitive_headers:
-                    text = _redact_header(name, text)
-                logged[name] = text if name not in logged else logged[name] + ", " + text
-            fields["headers"] = logged
-        layer.emit(fields, now)
+        # The scope and the objects in it come from the server, the app and other middleware:
+        # nothing they hold may turn logging into an error in the app's send.
+        try:
+            layer = self.layer
+            scope = self.scope
+            # Clients send the same user agents and referers again and again: their log text is
+            # memoized by raw value.
+            user_agent = referer = None
+            raw = self.user_agent
+            if raw is not None:
+                user_agent = layer._agents.get(raw)
+                if user_agent is None:
+                    user_agent = layer._agents.remember(raw, len(raw), _text(raw))
+            raw = self.referer
+            if raw is not None:
+                referer = layer._referers.get(raw)
+                if referer is None:
+                    referer = layer._referers.remember(raw, len(raw), layer._referer_text(raw))
+            raw_query: bytes = scope.get("query_string", b"")
+            path: str = scope["path"]
+            if "ey" in path:
+                path = _JWT.sub(REDACTED, path)
+            client = scope.get("client")
+            user = scope.get("user")
+            sub = None
+            # Only a JWTUser's subject (a str): a framework's own user, such as Starlette's
+            # SimpleUser, has no ``sub``.
+            if user is not None and getattr(user, "is_authenticated", False) is True:
+                sub = getattr(user, "sub", None)
+                if type(sub) is not str:
+                    sub = None
+            info = self.info
+            ratelimit = info.ratelimit
+            now = time.time()
+            fields: dict[str, Any] = {
+                "timestamp": layer.timestamp(now),
+                "method": scope.get("method", "WEBSOCKET"),
+                "path": path if path.isprintable() else _clean(path),
+                "query": redact_query(_text(raw_query, 2048), layer.sensitive_query)
+                if raw_query
+                else "",
+                "status": self.status,
+                # Microsecond resolution, without round()'s cost.
+                "duration_ms": int((time.perf_counter() - self.started) * 1_000_000) / 1000,
+                "bytes": self.bytes,
+                "client": client[0] if client else None,
+                "scheme": scope.get("scheme"),
+                "http_version": scope.get("http_version"),
+                "user_agent": user_agent,
+                "referer": referer,
+                "request_id": self.request_id,
+                "sub": sub,
+                "code": info.code,
+                "ratelimit": list(ratelimit) if ratelimit else None,
+                # The app ended an http exchange before the last chunk: the client went away.
+                "disconnected": not self.complete
+                and scope["type"] == "http"
+                and self.status != 500,
+            }
+            if self.extra is not None:
+                logged: dict[str, str] = {}
+                for key, value in self.extra:
+                    name = layer._log_headers[key]
+                    text = _text(value, 2048)
+                    if name in layer.sensitive_headers:
+                        text = _redact_header(name, text)
+                    logged[name] = text if name not in logged else logged[name] + ", " + text
+                fields["headers"] = logged
+            layer.emit(fields, now)
+        except Exception:
+            _could_not_write()

@@ -23,7 +23,7 @@ from asgi_guard import (
     current_request_id,
 )
 
-from .conftest import Channel, RecordingApp, client_for, run_websocket
+from .conftest import Channel, RecordingApp, client_for, http_scope, run_websocket
 
 pytestmark = pytest.mark.anyio
 
@@ -166,8 +166,6 @@ async def test_file_responses_by_path_send_are_complete(logs: Collect, tmp_path:
     complete record with the file's size, written when the path is handed over."""
     from starlette.responses import FileResponse
 
-    from .conftest import Channel, http_scope
-
     path = tmp_path / "report.csv"
     path.write_bytes(b"a,b\n" * 100)
     scope = http_scope(extensions={"http.response.pathsend": {}}, http_version="1.1")
@@ -180,7 +178,6 @@ async def test_file_responses_by_path_send_are_complete(logs: Collect, tmp_path:
 async def test_zero_copy_send_counts_and_completes(logs: Collect, tmp_path: Any) -> None:
     """The zero-copy-send extension: counted chunks, logged at the last one; a path-send
     of a missing file still gives its one record."""
-    from .conftest import Channel, http_scope
 
     async def zero_copy(scope: Any, receive: Any, send: Any) -> None:
         await send({"type": "http.response.start", "status": 200, "headers": []})
@@ -249,6 +246,48 @@ async def test_websocket_bytes_are_counted(logs: Collect) -> None:
     await make(chat)(scope, Channel([{"type": "websocket.connect"}]).receive, server_send)
     assert [m["type"] for m in passed].count("websocket.send") == 3
     assert [(m["status"], m["bytes"]) for m in logs.messages] == [(101, 6 + 2 + 3)]
+
+
+class _OddUser:
+    def __init__(self, sub: Any, fails: bool = False) -> None:
+        self.sub = sub
+        self.fails = fails
+
+    @property
+    def is_authenticated(self) -> bool:
+        if self.fails:
+            raise RuntimeError("session store down")
+        return True
+
+
+@pytest.mark.parametrize(
+    ("user", "sub", "stderr"),
+    [
+        (_OddUser("carol"), "carol", ""),
+        (_OddUser(42), None, ""),
+        (_OddUser(object()), None, ""),
+        (
+            _OddUser("carol", fails=True),
+            None,
+            "asgi_guard: access log record could not be written\n",
+        ),
+    ],
+)
+async def test_users_set_by_others_never_break_the_response(
+    logs: Collect, capsys: pytest.CaptureFixture[str], user: Any, sub: Any, stderr: str
+) -> None:
+    """A user object put in the scope by other middleware: a str ``sub`` is logged, anything
+    else is not, and a user that raises costs the record, never the response."""
+
+    async def with_user(scope: Any, receive: Any, send: Any) -> None:
+        scope["user"] = user
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"ok"})
+
+    sent = await Channel().run(make(with_user), http_scope())
+    assert [m["type"] for m in sent] == ["http.response.start", "http.response.body"]
+    assert [m["sub"] for m in logs.messages] == ([] if stderr else [sub])
+    assert capsys.readouterr().err == stderr
 
 
 SECRETS = {

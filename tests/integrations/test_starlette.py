@@ -82,6 +82,37 @@ async def test_every_layer_as_starlette_middleware(caplog: pytest.LogCaptureFixt
     assert [orjson.loads(r.getMessage())["status"] for r in caplog.records] == [200, 401, 429]
 
 
+async def test_access_log_around_starlettes_own_authentication(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Starlette's AuthenticationMiddleware puts its own user (no ``sub``) in the scope: the
+    access log records no subject and the response is untouched (it used to raise)."""
+    from starlette.authentication import AuthCredentials, AuthenticationBackend, SimpleUser
+    from starlette.middleware.authentication import AuthenticationMiddleware
+
+    class Basic(AuthenticationBackend):
+        async def authenticate(self, conn: Any) -> tuple[AuthCredentials, SimpleUser]:
+            return AuthCredentials(["authenticated"]), SimpleUser("bob")
+
+    async def hello(request: Request) -> JSONResponse:
+        return JSONResponse({"user": request.user.display_name})
+
+    app = AccessLogMiddleware(
+        Starlette(
+            routes=[Route("/who", hello)],
+            middleware=[Middleware(AuthenticationMiddleware, backend=Basic())],
+        ),
+        logger="test.starlette",
+    )
+    with caplog.at_level(logging.INFO, "test.starlette"):
+        async with client_for(app) as client:
+            response = await client.get("/who")
+    assert (response.status_code, response.json()["user"]) == (200, "bob")
+    [record] = caplog.records
+    fields = orjson.loads(record.getMessage())
+    assert (fields["status"], fields["sub"]) == (200, None)
+
+
 async def test_guard_as_starlette_middleware() -> None:
     """Middleware(guard, config=...) builds the whole stack inside Starlette."""
     app = starlette([Middleware(guard, config={"jwt": {"secret": SECRET, "audience": "s-api"}})])
