@@ -10,11 +10,13 @@ from typing import Any
 import orjson
 import pytest
 from cryptography.hazmat.primitives import serialization
+from starlette.authentication import SimpleUser
 
-from asgi_guard import ConfigurationError, JWTAuthMiddleware
+from asgi_guard import AuthenticatedUser, ConfigurationError, JWTAuthMiddleware, RequireScopes
 from asgi_guard.jwt.keys import load_jwks
+from asgi_guard.jwt.user import ANONYMOUS
 
-from .conftest import RecordingApp, client_for, run_websocket
+from .conftest import Channel, RecordingApp, client_for, http_scope, run_websocket
 from .jwt_helpers import (
     AUDIENCE,
     ISSUER,
@@ -690,3 +692,28 @@ async def test_oversized_and_malformed_keep_their_own_descriptions(
     assert malformed.headers["www-authenticate"] == invalid_token_header(
         "The access token is not a well-formed JWT."
     )
+
+
+@pytest.mark.parametrize(
+    ("user", "status"),
+    [
+        (None, 401),
+        (ANONYMOUS, 401),
+        (SimpleUser("bob"), 401),  # Starlette's own authentication: no token scopes
+        (AuthenticatedUser("alice", frozenset({"a"}), {}), 403),
+        (AuthenticatedUser("alice", frozenset({"a", "b"}), {}), 200),
+    ],
+)
+async def test_require_scopes_counts_only_a_tokens_caller(
+    app: RecordingApp, user: Any, status: int
+) -> None:
+    """RequireScopes: anyone but a token's caller is 401 (a framework's own user used to raise
+    AttributeError); a caller missing a scope is 403; the app runs only for a full match."""
+
+    async def set_user(scope: Any, receive: Any, send: Any) -> None:
+        if user is not None:
+            scope["user"] = user
+        await RequireScopes(app, scopes=["a", "b"])(scope, receive, send)
+
+    sent = await Channel().run(set_user, http_scope())
+    assert (sent[0]["status"], app.calls) == (status, 1 if status == 200 else 0)

@@ -84,9 +84,11 @@ class RequireScopes:
             await self.app(scope, receive, send)
             return
         user = scope.get("user")
-        if not getattr(user, "is_authenticated", False):
+        # Only a token's caller counts: a framework's own authenticated user (Starlette's,
+        # Litestar's) carries no token scopes.
+        if not isinstance(user, AuthenticatedUser):
             await _MISSING.send(scope, receive, send, self._missing)
-        elif not self.requirement.scopes <= user.scopes:  # type: ignore[union-attr]
+        elif not self.requirement.scopes <= user.scopes:
             await self.requirement.refuse(scope, receive, send)
         else:
             await self.app(scope, receive, send)
