@@ -196,6 +196,21 @@ async def test_zero_copy_send_counts_and_completes(logs: Collect, tmp_path: Any)
     assert [(m["bytes"], m["disconnected"]) for m in logs.messages] == [(17, False), (0, False)]
 
 
+async def test_a_second_last_chunk_gives_no_second_record(logs: Collect) -> None:
+    """An app that sends a "last" body chunk twice (or a body and then a file) is still one
+    request: one record."""
+
+    async def twice(scope: Any, receive: Any, send: Any) -> None:
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"ab"})
+        await send({"type": "http.response.body", "body": b"cd"})
+        await send({"type": "http.response.pathsend", "path": "/nonexistent"})
+
+    sent = await Channel().run(make(twice), http_scope())
+    assert len(sent) == 4  # what the app sends is the server's business
+    assert [(m["status"], m["bytes"]) for m in logs.messages] == [(200, 2)]
+
+
 async def test_client_disconnect_is_flagged(logs: Collect) -> None:
     """A client that leaves before the response gives one flagged record."""
 
