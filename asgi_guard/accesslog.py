@@ -509,7 +509,7 @@ class _Exchange:
             client = scope.get("client")
             user = scope.get("user")
             sub = None
-            # Only a JWTUser's subject (a str): a framework's own user, such as Starlette's
+            # Only an AuthenticatedUser's subject (a str): a framework's own user, such as Starlette's
             # SimpleUser, has no ``sub``.
             if user is not None and getattr(user, "is_authenticated", False) is True:
                 sub = getattr(user, "sub", None)
