@@ -301,7 +301,8 @@ class AccessLogMiddleware:
         """Write one record made at ``created`` (default: now); logging problems never reach
         the request.
 
-        ``fields`` is taken over: once encoded, it becomes the record's attribute dict.
+        ``fields`` is taken over: when a record is built, it becomes the record's attribute
+        dict.
         """
         try:
             message = orjson.dumps(fields).decode()
