@@ -403,17 +403,16 @@ class _Exchange:
         rid_name = layer._rid_name
         wanted = layer._log_headers
         user_agent = referer = incoming = None
-        for key, value in scope["headers"]:
+        headers = scope["headers"]
+        for key, value in headers:
             if key == b"user-agent":
                 user_agent = value
             elif key == b"referer":
                 referer = value
             elif key == rid_name:
                 incoming = value
-            if wanted and key in wanted:
-                if self.extra is None:
-                    self.extra = []
-                self.extra.append((key, value))
+        if wanted:
+            self.extra = [(key, value) for key, value in headers if key in wanted] or None
         self.user_agent: bytes | None = user_agent
         self.referer: bytes | None = referer
         rid = None

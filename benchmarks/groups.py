@@ -468,9 +468,12 @@ def validation_layer() -> list[Group]:
     from asgi_guard import ValidationMiddleware, compile_schema
 
     post = scope_factory(POST_HEADERS, method="POST", path="/orders")
+    from .models import PlainOrder
+
     order = order_struct()
     compiled = msgspec.json.Decoder(compile_schema(ORDER_SCHEMA))
     hand = msgspec.json.Decoder(order)
+    plain = msgspec.json.Decoder(PlainOrder)
     validator = jsonschema.Draft202012Validator(ORDER_SCHEMA)
 
     async def nothing() -> None:
@@ -481,6 +484,9 @@ def validation_layer() -> list[Group]:
 
     async def by_compiled() -> None:
         compiled.decode(ORDER_BODY)
+
+    async def by_plain() -> None:
+        plain.decode(ORDER_BODY)
 
     async def by_jsonschema() -> None:
         validator.validate(orjson.loads(ORDER_BODY))
@@ -502,6 +508,12 @@ def validation_layer() -> list[Group]:
                 ORDER_BODY,
             ),
             Case(
+                "Validation, msgspec Struct without the sku pattern",
+                ValidationMiddleware(raw_app_reading_body, schemas={"POST /orders": PlainOrder}),
+                post,
+                ORDER_BODY,
+            ),
+            Case(
                 "peer: BaseHTTPMiddleware + jsonschema",
                 jsonschema_peer(raw_app_reading_body),
                 post,
@@ -516,6 +528,7 @@ def validation_layer() -> list[Group]:
             Case("empty coroutine", call=nothing),
             Case("msgspec, hand-written Struct", call=by_hand),
             Case("msgspec, compiled JSON Schema", call=by_compiled),
+            Case("msgspec, Struct without the sku pattern", call=by_plain),
             Case("orjson + jsonschema", call=by_jsonschema),
         ],
         "Decoding and validating the same body.",

@@ -402,6 +402,41 @@ async def test_overlong_content_length_is_413() -> None:
     assert (sent[0]["status"], channel.reads, app.calls) == (413, 0, 0)
 
 
+@pytest.mark.parametrize(
+    ("length", "limit", "status", "reads"),
+    [
+        (b"55", 55, 200, 1),
+        (b"56", 55, 413, 0),
+        (b"055", 55, 200, 1),  # leading zeros are digits (RFC 9110 section 8.6)
+        (b"0" * 30 + b"55", 55, 200, 1),
+        (b"0" * 30 + b"56", 55, 413, 0),
+        (b"1" + b"0" * 19, 10**6, 413, 0),
+        (b" 55 ", 55, 200, 1),  # optional whitespace a server left in place
+        (b"5 5", 55, 400, 0),
+        (b"+55", 55, 400, 0),
+        (b"-1", 55, 400, 0),
+        (b"0x37", 55, 400, 0),
+        (b"5_5", 55, 400, 0),
+        ("\u0665\u0665".encode(), 55, 400, 0),  # Arabic-Indic digits
+        (b"", 55, 400, 0),
+        (b"9", 0, 413, 0),
+    ],
+)
+async def test_content_length_values(length: bytes, limit: int, status: int, reads: int) -> None:
+    """Content-Length is 1*DIGIT: anything else is 400, a value over the limit is 413, and
+    neither reads the body."""
+    body = b'{"customer": "c1", "items": [{"sku": "a", "qty": 2}]}  '
+    app = BodyApp()
+    channel = Channel([{"type": "http.request", "body": body, "more_body": False}])
+    sent = await channel.run(
+        make(app, max_body_size=limit),
+        http_scope("/orders", "POST", [*JSON, (b"content-length", length)]),
+    )
+    assert (sent[0]["status"], channel.reads, app.calls) == (status, reads, 1 if reads else 0)
+    if status == 200:
+        assert app.bodies == [body]
+
+
 class StrictItem(msgspec.Struct, forbid_unknown_fields=True):
     sku: str
     qty: int

@@ -288,10 +288,12 @@ class ValidationMiddleware:
             route.query_builtins = isinstance(value, Mapping)
             route.query_lists = _list_fields(route.query)
         self._routes: RouteTable[_Route] = RouteTable(routes, option="schemas")
+        self._any = bool(routes)
+        self._limit_digits = len(str(max_body_size))
         self._media_types = BoundedMemo(max_entries=256)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or not self._routes:
+        if scope["type"] != "http" or not self._any:
             await self.app(scope, receive, send)
             return
         route = self._routes.match_scope(scope)
@@ -322,25 +324,18 @@ class ValidationMiddleware:
                 # A list field: repeated lines are one list (RFC 9110 section 5.3).
                 encoding = value if encoding is None else encoding + b"," + value
         if content_length is not None:
-            text = content_length.strip()
-            if not text.isdigit():
-                await _MALFORMED.send(scope, receive, send)
-                return
-            # Over 18 digits is over any limit (and int() refuses strings past 4300 digits).
-            if len(text) > 18 or int(text) > self.max_body_size:
-                await _TOO_LARGE.send(scope, receive, send)
+            problem = self._length_problem(content_length)
+            if problem is not None:
+                await problem.send(scope, receive, send)
                 return
         if encoding is not None and any(
             coding.lower() != b"identity" for coding in split_comma((encoding,))
         ):
             await _ENCODING.send(scope, receive, send)
             return
-        if content_type is None:
-            await _MEDIA_TYPE.send(scope, receive, send)
-            return
         acceptable = self._media_types.get(content_type)
         if acceptable is None:
-            acceptable = self._media_types.remember(
+            acceptable = content_type is not None and self._media_types.remember(
                 content_type, len(content_type), _check_media_type(content_type)
             )
         if not acceptable:
@@ -361,7 +356,6 @@ class ValidationMiddleware:
                 return
             body = whole
             message = {"type": "http.request", "body": body, "more_body": False}
-
         if not body:
             await _EMPTY.send(scope, receive, send)
             return
@@ -383,10 +377,28 @@ class ValidationMiddleware:
             else:
                 await _MALFORMED.send(scope, receive, send)
             return
-        scope_state(scope)["validated_body"] = (
-            msgspec.to_builtins(value) if route.builtins else value
-        )
-        await self.app(scope, _replay(message, receive), send)
+        if route.builtins:
+            value = msgspec.to_builtins(value)
+        state = scope.get("state")
+        if state is None:  # scope_state's rule, inline: this runs on every validated request
+            state = scope["state"] = {}
+        state["validated_body"] = value
+        await self.app(scope, _Replay(message, receive), send)
+
+    def _length_problem(self, value: bytes) -> Problem | None:
+        """The answer to a ``Content-Length`` that is malformed or over the limit, or None."""
+        if not value.isdigit():
+            value = value.strip()  # servers strip whitespace (RFC 9110 section 5.5), not all
+            if not value.isdigit():
+                return _MALFORMED
+        # Fewer digits than the limit has cannot exceed it: int() is skipped. Leading zeros
+        # are valid (1*DIGIT, RFC 9110 section 8.6); past 18 significant digits is over any
+        # limit (and int() refuses strings past 4300 digits).
+        if len(value) >= self._limit_digits:
+            digits = value.lstrip(b"0")
+            if len(digits) > 18 or int(digits or b"0") > self.max_body_size:
+                return _TOO_LARGE
+        return None
 
     async def _read_rest(
         self, first: bytes, scope: Scope, receive: Receive, send: Send
@@ -450,19 +462,22 @@ class ValidationMiddleware:
         return True
 
 
-def _replay(message: Message, receive: Receive) -> Receive:
+class _Replay:
     """A receive that returns the whole-body message once, then defers to the server (so
     ``http.disconnect`` still arrives)."""
-    done = False
 
-    async def replay() -> Message:
-        nonlocal done
-        if done:
-            return await receive()
-        done = True
+    __slots__ = ("message", "receive")
+
+    def __init__(self, message: Message, receive: Receive) -> None:
+        self.message: Message | None = message
+        self.receive = receive
+
+    async def __call__(self) -> Message:
+        message = self.message
+        if message is None:
+            return await self.receive()
+        self.message = None
         return message
-
-    return replay
 
 
 def openapi_components(schemas: Mapping[str, Any]) -> dict[str, Any]:
