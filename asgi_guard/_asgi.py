@@ -264,10 +264,10 @@ def parse_host(value: str) -> tuple[str, int | None] | None:
                 return None
             port_text = rest[1:]
     else:
-        host, colon, port_text = value.partition(":")
-        if (colon and not port_text) or len(host) > 253 or not _HOSTNAME.fullmatch(host):
+        host, _, port_text = value.partition(":")
+        if len(host) > 253 or not _HOSTNAME.fullmatch(host):
             return None
-    if not port_text:
+    if not port_text:  # an empty port is no port (RFC 3986 sections 3.2.3 and 6.2.3)
         return host, None
     if len(port_text) > 5 or not port_text.isdigit():
         return None

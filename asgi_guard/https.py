@@ -11,7 +11,7 @@ from ._asgi import (
     Receive,
     Scope,
     Send,
-    get_header,
+    header_values,
     parse_host,
     send_response,
     with_headers,
@@ -156,10 +156,10 @@ class HTTPSRedirectMiddleware:
     def _redirect_host(self, scope: Scope) -> str | None:
         if self._host is not None:
             return self._host
-        raw = get_header(scope["headers"], b"host")
-        if raw is None:
-            return None
-        parsed = parse_host(raw.decode("latin-1"))
+        hosts = header_values(scope["headers"], b"host")
+        if len(hosts) != 1:
+            return None  # none, or several lines: 400 (RFC 9112 section 3.2)
+        parsed = parse_host(hosts[0].decode("latin-1"))
         if parsed is None:
             return None
         name = parsed[0]

@@ -48,6 +48,11 @@ def test_split_comma_joins_lines_and_drops_empty_items() -> None:
         ("a-b.c_d:65535", ("a-b.c_d", 65535)),
         ("[::1]", ("[::1]", None)),
         ("[::1]:8080", ("[::1]", 8080)),
+        # an empty port is no port (RFC 3986 section 6.2.3)
+        ("[::1]:", ("[::1]", None)),
+        ("a.com:", ("a.com", None)),
+        ("a.com::", None),
+        (":80", None),
         ("[::1]x", None),
         ("[nope]:80", None),
         ("-a.com", None),

@@ -56,6 +56,7 @@ async def test_status_code_option(app: RecordingApp, code: int) -> None:
         ("EXAMPLE.com", "https://example.com/p"),
         ("[2001:db8::1]:80", "https://[2001:db8::1]/p"),
         ("192.0.2.1", "https://192.0.2.1/p"),
+        ("example.com:", "https://example.com/p"),
     ],
 )
 async def test_host_forms(app: RecordingApp, host: str, location: str) -> None:
@@ -78,7 +79,7 @@ async def test_https_port(app: RecordingApp) -> None:
         "evil.com\\x",
         "evil .com",
         "evil.com:99999",
-        "evil.com:",
+        "evil.com::",
         "[::1",
         "",
         "\u00e9vil.com".encode().decode("latin-1"),
@@ -104,6 +105,19 @@ async def test_bad_host_is_400_without_location(app: RecordingApp, host: str) ->
         "code": "https.bad_host",
     }
     assert app.calls == 0
+
+
+@pytest.mark.parametrize(
+    "hosts", [[b"example.com", b"example.com"], [b"example.com", b"evil.com"], [b"", b"evil.com"]]
+)
+async def test_several_host_lines_are_400(app: RecordingApp, hosts: list[bytes]) -> None:
+    """More than one Host line is refused (RFC 9112 section 3.2), even when they agree: the
+    app's framework may read another line than the one checked."""
+    scope = http_scope(scheme="http", headers=[(b"host", host) for host in hosts])
+    sent = await Channel().run(HTTPSRedirectMiddleware(app), scope)
+    assert (sent[0]["status"], app.calls) == (400, 0)
+    assert all(name != b"location" for name, _ in sent[0]["headers"])
+    assert orjson.loads(sent[1]["body"])["code"] == "https.bad_host"
 
 
 async def test_missing_host_is_400(app: RecordingApp) -> None:
