@@ -276,6 +276,37 @@ async def test_leeway_boundaries(app: RecordingApp, keys: Keys, clock: Clock) ->
     assert problem(await call(mw, token))["code"] == "jwt.not_yet_valid"
 
 
+@pytest.mark.parametrize(
+    ("overrides", "status", "code"),
+    [
+        ({"exp": 10**400}, 200, None),
+        ({"exp": -(10**400)}, 401, "jwt.expired"),
+        ({"nbf": 10**400}, 401, "jwt.not_yet_valid"),
+        ({"iat": 10**400}, 401, "jwt.not_yet_valid"),
+        ({"nbf": -(10**400), "iat": -(10**400)}, 200, None),
+        ({"exp": 1.7976931348623157e308}, 200, None),
+    ],
+)
+async def test_huge_time_claims(
+    app: RecordingApp,
+    keys: Keys,
+    clock: Clock,
+    overrides: dict[str, Any],
+    status: int,
+    code: str | None,
+) -> None:
+    """Signed times far beyond a float's range are compared exactly, first and from the cache:
+    never an OverflowError."""
+    mw = make(app, keys, clock, leeway=1.5)
+    token = mint(keys.rsa, **overrides)
+    for _ in range(2):
+        response = await call(mw, token)
+        assert response.status_code == status
+        if code is not None:
+            assert problem(response)["code"] == code
+    assert app.calls == (2 if status == 200 else 0)
+
+
 async def test_audience_list_and_several_accepted(
     app: RecordingApp, keys: Keys, clock: Clock
 ) -> None:

@@ -383,7 +383,7 @@ class JWTAuthMiddleware:
         entry = self._cache.get(digest)
         if entry is None:
             return None
-        if now < entry.stale_at and now < entry.exp + self.leeway:
+        if now < entry.stale_at and now - self.leeway < entry.exp:  # as check_times
             if entry.nbf is not None and now + self.leeway < entry.nbf:
                 raise TokenError(tokens.NOT_YET_VALID)
             self._cache.move_to_end(digest)

@@ -166,7 +166,9 @@ def check_times(claims: dict[str, Any], now: float, leeway: float) -> None:
     if not _number(exp):
         raise TokenError(BAD_CLAIMS)
     assert exp is not None
-    if now >= exp + leeway:
+    # The leeway moves the clock, not the claim: exp + leeway would overflow for a huge
+    # integer exp, while float/int comparison is exact at any size.
+    if now - leeway >= exp:
         raise TokenError(EXPIRED)
     nbf = claims.get("nbf")
     if nbf is not None:
