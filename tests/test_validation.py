@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated, Any, TypedDict
 
 import msgspec
 import orjson
@@ -314,6 +314,97 @@ async def test_query(query: str, status: int, expected: Any) -> None:
         assert app.scopes[0]["state"]["validated_query"] == expected
     else:
         assert problem(response, 422, "validation.invalid_query")["errors"] == [expected]
+
+
+class Prices(msgspec.Struct):
+    price: float = 0.0
+    ratio: Annotated[float, msgspec.Meta(ge=0, le=1)] = 0.5
+    bounds: list[float] = []
+    either: int | float | None = None
+    name: str = ""
+
+
+@pytest.mark.parametrize(
+    ("query", "error"),
+    [
+        ("price=nan", {"loc": "query.price", "msg": "Expected a finite number"}),
+        ("price=-Infinity", {"loc": "query.price", "msg": "Expected a finite number"}),
+        ("price=inf", {"loc": "query.price", "msg": "Expected a finite number"}),
+        ("bounds=1&bounds=NaN", {"loc": "query.bounds[1]", "msg": "Expected a finite number"}),
+        ("either=-inf", {"loc": "query.either", "msg": "Expected a finite number"}),
+        ("ratio=nan", {"loc": "query.ratio", "msg": "Expected `float` >= 0.0"}),
+        ("price=1e999", {"loc": "query.price", "msg": "Number out of range"}),
+    ],
+)
+async def test_query_non_finite_numbers_are_422(query: str, error: dict[str, str]) -> None:
+    """NaN and infinities are no JSON numbers: a float query field refuses them, as a body does,
+    since NaN passes every comparison an app might make."""
+    app = RecordingApp()
+    mw = ValidationMiddleware(app, query={"/p": Prices})
+    async with client_for(mw) as client:
+        response = await client.get(f"/p?{query}")
+    assert problem(response, 422, "validation.invalid_query")["errors"] == [error]
+    assert app.calls == 0
+
+
+async def test_query_finite_numbers_and_strings_pass() -> None:
+    """Finite numbers pass, and a string field may say "nan"."""
+    app = RecordingApp()
+    schema = {"type": "object", "properties": {"x": {"type": "number"}, "s": {"type": "string"}}}
+    mw = ValidationMiddleware(app, query={"/p": Prices, "/s": schema})
+    async with client_for(mw) as client:
+        ok = await client.get("/p?price=-1.5e3&bounds=0&bounds=2&either=3&name=nan")
+        refused = await client.get("/s?s=inf&x=nan")
+        plain = await client.get("/s?s=inf&x=2.5")
+    assert ok.status_code == 200
+    assert app.scopes[0]["state"]["validated_query"] == Prices(
+        price=-1500.0, bounds=[0.0, 2.0], either=3, name="nan"
+    )
+    assert problem(refused, 422, "validation.invalid_query")["errors"] == [
+        {"loc": "query.x", "msg": "Expected a finite number"}
+    ]
+    assert plain.status_code == 200
+    assert app.scopes[1]["state"]["validated_query"] == {"s": "inf", "x": 2.5}
+
+
+class Node(msgspec.Struct):
+    child: Node | None = None
+    name: str = ""
+
+
+class Point(TypedDict):
+    x: float
+
+
+@pytest.mark.parametrize(
+    ("kind", "has"),
+    [
+        (Prices, True),
+        (Page, False),
+        (Node, False),  # recursive, without a float
+        (Point, True),
+        (dict[str, float], True),
+        (dict[str, Any], False),
+        (tuple[int, float], True),
+        (frozenset[int], False),
+        (Annotated[float, msgspec.Meta(ge=0)] | None, True),
+    ],
+)
+def test_query_types_that_can_hold_a_float(kind: Any, has: bool) -> None:
+    """Only query types that can hold a float pay for the finiteness check."""
+    from asgi_guard.validation import _has_float
+
+    assert _has_float(msgspec.inspect.type_info(kind), set()) is has
+
+
+def test_non_finite_location() -> None:
+    """The first NaN or infinity is located by its path in the query."""
+    from asgi_guard.validation import _non_finite
+
+    assert _non_finite({"a": (1.0, float("nan"))}, "query") == "query.a[1]"
+    assert _non_finite({"a": [1.0], "b": {"c": float("-inf")}}, "query") == "query.b.c"
+    assert _non_finite(Prices(bounds=[1.0, 2.0]), "query") is None
+    assert _non_finite(float("inf"), "query") == "query"
 
 
 async def test_query_garbage_is_400() -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Mapping
 from typing import Any, Final
@@ -191,6 +192,54 @@ def _nesting(info: msgspec.inspect.Type, visiting: set[int]) -> float:
     return float("inf")  # Any, Raw, custom types, and types that skip unknown fields
 
 
+def _has_float(info: msgspec.inspect.Type, visiting: set[int]) -> bool:
+    """Whether a value of type ``info`` can hold a float anywhere."""
+    if isinstance(info, msgspec.inspect.FloatType):
+        return True
+    if isinstance(info, msgspec.inspect.Metadata):
+        return _has_float(info.type, visiting)
+    if isinstance(info, msgspec.inspect.UnionType):
+        return any(_has_float(t, visiting) for t in info.types)
+    if isinstance(info, _ARRAYS):
+        return _has_float(info.item_type, visiting)
+    if isinstance(info, msgspec.inspect.TupleType):
+        return any(_has_float(t, visiting) for t in info.item_types)
+    if isinstance(info, msgspec.inspect.DictType):
+        return _has_float(info.value_type, visiting)
+    if isinstance(info, (msgspec.inspect.StructType, msgspec.inspect.TypedDictType)):
+        if id(info) in visiting:
+            return False
+        visiting.add(id(info))
+        return any(_has_float(f.type, visiting) for f in info.fields)
+    return False  # Any keeps the query's strings as they are
+
+
+def _non_finite(value: Any, loc: str) -> str | None:
+    """Where a NaN or infinity is in a converted query, or None."""
+    if type(value) is float:
+        return None if math.isfinite(value) else loc
+    if isinstance(value, msgspec.Struct):
+        # Named as in the query (a compiled JSON Schema renames its fields).
+        value = {
+            wire: getattr(value, name)
+            for name, wire in zip(
+                value.__struct_fields__, value.__struct_encode_fields__, strict=True
+            )
+        }
+    if isinstance(value, dict):
+        items: Any = value.items()
+        return next(
+            (found for key, item in items if (found := _non_finite(item, f"{loc}.{key}"))),
+            None,
+        )
+    if isinstance(value, (list, tuple, set, frozenset)):
+        return next(
+            (found for i, item in enumerate(value) if (found := _non_finite(item, f"{loc}[{i}]"))),
+            None,
+        )
+    return None
+
+
 def _list_fields(kind: Any) -> frozenset[str]:
     """Query parameters that take several values: the array fields of a Struct."""
     info = msgspec.inspect.type_info(kind)
@@ -218,6 +267,7 @@ class _Route:
         "builtins",
         "query",
         "query_builtins",
+        "query_floats",
         "query_lists",
     )
 
@@ -231,6 +281,8 @@ class _Route:
         self.query: Any = None
         self.query_builtins = False
         self.query_lists: frozenset[str] = frozenset()
+        # The type can hold a float: msgspec turns "nan" and "inf" into floats, checked after.
+        self.query_floats = False
 
 
 class ValidationMiddleware:
@@ -287,6 +339,7 @@ class ValidationMiddleware:
             route.query = _to_type(value, f"query[{pattern!r}]")
             route.query_builtins = isinstance(value, Mapping)
             route.query_lists = _list_fields(route.query)
+            route.query_floats = _has_float(msgspec.inspect.type_info(route.query), set())
         self._routes: RouteTable[_Route] = RouteTable(routes, option="schemas")
         self._any = bool(routes)
         self._limit_digits = len(str(max_body_size))
@@ -454,6 +507,17 @@ class ValidationMiddleware:
         except msgspec.ValidationError as error:
             await _INVALID_QUERY.send(
                 scope, receive, send, extra={"errors": [_error_entry(error, "query")]}
+            )
+            return False
+        # NaN and infinities are no numbers (RFC 8259 section 6), and NaN passes every
+        # comparison an app might make: refused, as in bodies.
+        where = _non_finite(validated, "query") if route.query_floats else None
+        if where is not None:
+            await _INVALID_QUERY.send(
+                scope,
+                receive,
+                send,
+                extra={"errors": [{"loc": where, "msg": "Expected a finite number"}]},
             )
             return False
         scope_state(scope)["validated_query"] = (
