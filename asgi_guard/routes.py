@@ -5,6 +5,9 @@ Patterns: ``"/items"``, ``"POST /items"``, ``"GET|HEAD /items/{id}"``, ``"/files
 the path, possibly empty. When several patterns match, the most specific wins: comparing
 segment by segment from the left, a static segment beats ``{name}``, which beats
 ``{name:path}``; for the same path pattern, a method-specific entry beats an any-method one.
+A ``GET`` entry also holds for ``HEAD`` unless the same path names ``HEAD`` itself: HEAD is GET
+without the content (RFC 9110 section 9.3.2), and frameworks such as Starlette answer it with
+the GET handler, so a GET-only policy must not be walked around with HEAD.
 An exact static path costs one dict lookup.
 """
 
@@ -119,6 +122,21 @@ class RouteTable(Generic[T]):
                 seen.add((method, shape))
                 self._insert(method, segments, value)
             self.patterns.append(pattern)
+        for values in self._value_maps():
+            if "GET" in values and "HEAD" not in values:
+                values["HEAD"] = values["GET"]
+
+    def _value_maps(self) -> list[dict[str, T]]:
+        """Every method -> value map of the table."""
+        maps = list(self._static.values())
+        nodes = [self._root]
+        while nodes:
+            node = nodes.pop()
+            maps += [m for m in (node.values, node.rest) if m is not None]
+            nodes += node.static.values()
+            if node.param is not None:
+                nodes.append(node.param)
+        return maps
 
     def __bool__(self) -> bool:
         return bool(self.patterns)

@@ -61,6 +61,28 @@ def test_method_specific_beats_any_method_for_same_path() -> None:
     assert table.match("GET", "/a/b") == 1
 
 
+@pytest.mark.parametrize(
+    ("patterns", "path", "expected"),
+    [
+        ({"GET /a": 1}, "/a", 1),
+        ({"GET /a/{x}": 1}, "/a/b", 1),
+        ({"GET /a/{rest:path}": 1}, "/a/b/c", 1),
+        ({"GET /a": 1, "/a": 2}, "/a", 1),  # as for GET: the GET entry beats the any-method one
+        ({"GET /a": 1, "HEAD /a": 2}, "/a", 2),
+        ({"HEAD|POST /a": 2, "GET /a": 1}, "/a", 2),
+        ({"POST /a": 1}, "/a", None),
+        ({"GET /a": 1, "/{x}": 2}, "/a", 1),
+        ({"GET /{x}": 1, "/a": 2}, "/a", 2),
+    ],
+)
+def test_head_follows_get(patterns: dict[str, int], path: str, expected: int | None) -> None:
+    """HEAD is GET without content (RFC 9110 section 9.3.2), and Starlette serves it with the
+    GET handler: a GET policy holds for HEAD unless the path names HEAD itself."""
+    table = RouteTable(patterns)
+    assert table.match("HEAD", path) == expected
+    assert table.match_scope({"method": "HEAD", "path": path}) == expected
+
+
 def test_static_segment_beats_parameter_even_when_method_specific() -> None:
     """Path specificity is compared before the method."""
     table = RouteTable({"GET /a/{x}": 1, "/a/b": 2})
@@ -123,7 +145,7 @@ def test_empty_table_is_falsy() -> None:
 # --- property test against a regex reference ------------------------------------------------
 
 SEGMENTS = st.sampled_from(["a", "b", "c", "{p}", "{q}"])
-METHODS = st.sampled_from(["*", "GET", "POST", "GET|POST"])
+METHODS = st.sampled_from(["*", "GET", "POST", "GET|POST", "HEAD", "HEAD|POST"])
 
 
 def _kinds(pattern_path: str) -> tuple[int, ...]:
@@ -136,8 +158,13 @@ def _kinds(pattern_path: str) -> tuple[int, ...]:
 def _reference(patterns: list[tuple[str, str, int]], method: str, path: str) -> int | None:
     """Sort by (segment kinds, any-method last) and take the first regex match."""
     ordered = sorted(patterns, key=lambda p: (_kinds(p[1]), p[0] == "*"))
+    # HEAD follows GET, unless the same path names HEAD itself.
+    names_head = {path for methods, path, _ in patterns if "HEAD" in methods.split("|")}
     for methods, pattern_path, value in ordered:
-        if methods != "*" and method not in methods.split("|"):
+        listed = methods.split("|")
+        if method == "HEAD" and pattern_path not in names_head and "GET" in listed:
+            listed.append("HEAD")
+        if methods != "*" and method not in listed:
             continue
         regex = ""
         for seg in pattern_path[1:].split("/"):
@@ -174,7 +201,7 @@ def tables(draw: st.DrawFn) -> list[tuple[str, str, int]]:
 @settings(max_examples=300, deadline=None)
 @given(
     tables(),
-    st.sampled_from(["GET", "POST", "PUT"]),
+    st.sampled_from(["GET", "HEAD", "POST", "PUT"]),
     st.lists(st.sampled_from(["a", "b", "c", "d", ""]), min_size=0, max_size=5),
 )
 def test_matches_reference(

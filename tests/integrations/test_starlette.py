@@ -113,6 +113,45 @@ async def test_access_log_around_starlettes_own_authentication(
     assert (fields["status"], fields["sub"]) == (200, None)
 
 
+async def test_head_is_held_to_the_get_policy() -> None:
+    """Starlette answers HEAD with the GET handler: GET rules (scopes, limits, query schemas)
+    hold for HEAD too, so HEAD cannot walk around them."""
+    calls: list[str] = []
+
+    async def orders(request: Request) -> JSONResponse:
+        calls.append(request.method)
+        return JSONResponse({"orders": []})
+
+    app = guard(
+        Starlette(routes=[Route("/orders", orders)]),
+        {
+            "jwt": {"secret": SECRET, "audience": "s-api", "default": "authenticated"},
+            "rate_limit": {"limit": "100/minute"},
+            "validation": {},
+            "routes": [
+                {
+                    "path": "GET /orders",
+                    "scopes": ["orders:read"],
+                    "limit": "3/minute",
+                    "query": {"type": "object", "additionalProperties": False},
+                }
+            ],
+        },
+    )
+    reader = bearer("s-api", "orders:read")
+    async with client_for(app) as client:
+        refused = await client.head("/orders", headers=bearer("s-api"))
+        bad_query = await client.head("/orders?x=1", headers=reader)
+        statuses = [(await client.head("/orders", headers=reader)).status_code for _ in range(3)]
+    assert (refused.status_code, refused.headers["www-authenticate"]) == (
+        403,
+        'Bearer realm="api", error="insufficient_scope", scope="orders:read"',
+    )
+    assert bad_query.status_code == 422
+    assert statuses == [200, 429, 429]  # the 403 and the 422 counted: IP limits come first
+    assert calls == ["HEAD"]
+
+
 async def test_guard_as_starlette_middleware() -> None:
     """Middleware(guard, config=...) builds the whole stack inside Starlette."""
     app = starlette([Middleware(guard, config={"jwt": {"secret": SECRET, "audience": "s-api"}})])
