@@ -122,6 +122,8 @@ class JWTConfig(_Section, frozen=True):
     """WWW-Authenticate realm."""
     cache_size: int = 10_000
     """Verified-token cache entries."""
+    public_preflight: bool = True
+    """Let CORS preflights through as on a public route (browsers send them without credentials)."""
 
 
 class ValidationConfig(_Section, frozen=True):

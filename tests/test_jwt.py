@@ -619,6 +619,40 @@ async def test_failures_are_not_cached(app: RecordingApp, keys: Keys, clock: Clo
 # --- websockets and other scopes ---------------------------------------------------------------
 
 
+PREFLIGHT = [("origin", "https://app.example"), ("access-control-request-method", "POST")]
+
+
+@pytest.mark.parametrize(
+    ("method", "headers", "options", "status"),
+    [
+        ("OPTIONS", PREFLIGHT, {}, 200),
+        ("OPTIONS", PREFLIGHT, {"rules": {"/orders": ["orders:admin"]}}, 200),
+        ("OPTIONS", PREFLIGHT, {"public_preflight": False}, 401),
+        ("OPTIONS", PREFLIGHT, {"rules": {"/orders": "deny"}}, 403),
+        ("OPTIONS", PREFLIGHT[:1], {}, 401),  # no Access-Control-Request-Method: no preflight
+        ("OPTIONS", PREFLIGHT[1:], {}, 401),  # no Origin
+        ("OPTIONS", [], {}, 401),
+        ("POST", PREFLIGHT, {}, 401),  # preflight headers on another method change nothing
+    ],
+)
+async def test_cors_preflight_is_public(
+    app: RecordingApp,
+    keys: Keys,
+    clock: Clock,
+    method: str,
+    headers: list[tuple[str, str]],
+    options: dict[str, Any],
+    status: int,
+) -> None:
+    """Browsers send CORS preflights without credentials: they reach the app (whose CORS
+    middleware answers them) as anonymous callers; deny rules still hold."""
+    response = await call(make(app, keys, clock, **options), method=method, headers=headers)
+    assert response.status_code == status
+    assert app.calls == (1 if status == 200 else 0)
+    if status == 200:
+        assert (app.scopes[0]["user"], app.scopes[0]["auth"]) == (ANONYMOUS, None)
+
+
 async def test_websocket_handshake_checked(app: RecordingApp, keys: Keys, clock: Clock) -> None:
     """A websocket without a token is closed before accept; with one it is accepted."""
     mw = make(app, keys, clock)

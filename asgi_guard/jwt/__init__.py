@@ -108,6 +108,10 @@ class _Rule:
         self.requirement: ScopeRequirement | None = None
 
 
+#: The rule of a CORS preflight: public (see ``public_preflight``).
+_PREFLIGHT: Final = _Rule(public=True)
+
+
 def _parse_rule(option: str, value: Any) -> _Rule:
     if value == _PUBLIC:
         return _Rule(public=True)
@@ -156,6 +160,13 @@ def _bearer(headers: Iterable[tuple[bytes, bytes]]) -> bytes | Problem | None:
         return _TOO_LARGE
     # The b64token syntax is checked on a cache miss only: a hit is a token checked before.
     return token if token else _INVALID_REQUEST
+
+
+def _is_preflight(headers: Iterable[tuple[bytes, bytes]]) -> bool:
+    """Whether an OPTIONS request is a CORS preflight: it names an origin and the method of
+    the request to come (Fetch standard, CORS protocol), as Starlette's CORSMiddleware checks."""
+    names = {name for name, _ in headers}
+    return b"origin" in names and b"access-control-request-method" in names
 
 
 def _refusal_headers(problem: Problem, challenge: str) -> tuple[tuple[bytes, bytes], ...]:
@@ -222,6 +233,10 @@ class JWTAuthMiddleware:
         cache_size: verified-token cache entries; 0 disables the cache.
         cache_max_age: longest time, in seconds, a verification is reused.
         clock: returns the current Unix time; injectable for tests.
+        public_preflight: let CORS preflights (``OPTIONS`` with ``Origin`` and
+            ``Access-Control-Request-Method``) through as on a public route, for the app's
+            CORS middleware to answer: browsers never send credentials with them (Fetch
+            standard, CORS-preflight request). ``deny`` rules still refuse them.
     """
 
     def __init__(
@@ -245,8 +260,10 @@ class JWTAuthMiddleware:
         cache_max_age: float = 300,
         clock: Callable[[], float] = time.time,
         jwks_timeout: float = 3.0,
+        public_preflight: bool = True,
     ) -> None:
         self.app = app
+        self.public_preflight = public_preflight
         sources = [s for s in (jwks, jwks_url, secret) if s is not None] + (
             [True] if discovery else []
         )
@@ -347,6 +364,12 @@ class JWTAuthMiddleware:
         if rule.deny:
             await _DENIED.send(scope, receive, send)
             return
+        if (
+            self.public_preflight
+            and scope.get("method") == "OPTIONS"
+            and _is_preflight(scope["headers"])
+        ):
+            rule = _PREFLIGHT
 
         token = _bearer(scope["headers"])
         if token.__class__ is bytes:

@@ -152,6 +152,45 @@ async def test_head_is_held_to_the_get_policy() -> None:
     assert calls == ["HEAD"]
 
 
+async def test_cors_preflight_reaches_starlettes_cors_middleware() -> None:
+    """A browser's preflight carries no token: Starlette's CORSMiddleware answers it, and the
+    request that follows still needs one."""
+    from starlette.middleware.cors import CORSMiddleware
+
+    app = guard(
+        Starlette(
+            routes=[Route("/who", whoami, methods=["GET", "POST"])],
+            middleware=[
+                Middleware(
+                    CORSMiddleware,
+                    allow_origins=["https://app.example"],
+                    allow_methods=["POST"],
+                    allow_headers=["authorization"],
+                )
+            ],
+        ),
+        {"jwt": {"secret": SECRET, "audience": "s-api"}},
+    )
+    origin = {"origin": "https://app.example"}
+    async with client_for(app) as client:
+        preflight = await client.options(
+            "/who",
+            headers={
+                **origin,
+                "access-control-request-method": "POST",
+                "access-control-request-headers": "authorization",
+            },
+        )
+        anonymous = await client.post("/who", headers=origin)
+        signed_in = await client.get("/who", headers={**origin, **bearer("s-api")})
+    assert preflight.status_code == 200
+    assert preflight.headers["access-control-allow-origin"] == "https://app.example"
+    assert "POST" in preflight.headers["access-control-allow-methods"]
+    assert anonymous.status_code == 401
+    assert (signed_in.status_code, signed_in.json()["user"]) == (200, "alice")
+    assert signed_in.headers["access-control-allow-origin"] == "https://app.example"
+
+
 async def test_guard_as_starlette_middleware() -> None:
     """Middleware(guard, config=...) builds the whole stack inside Starlette."""
     app = starlette([Middleware(guard, config={"jwt": {"secret": SECRET, "audience": "s-api"}})])
