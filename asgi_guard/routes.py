@@ -5,6 +5,9 @@ Patterns: ``"/items"``, ``"POST /items"``, ``"GET|HEAD /items/{id}"``, ``"/files
 the path, possibly empty. When several patterns match, the most specific wins: comparing
 segment by segment from the left, a static segment beats ``{name}``, which beats
 ``{name:path}``; for the same path pattern, a method-specific entry beats an any-method one.
+Trailing slashes select no other route: ``/orders/`` is matched as ``/orders`` (Litestar serves
+it with the ``/orders`` handler; Starlette redirects it there), and ``{name:path}`` also matches
+when the rest is empty and its slash absent, so a policy cannot be walked around with a slash.
 A ``GET`` entry also holds for ``HEAD`` unless the same path names ``HEAD`` itself: HEAD is GET
 without the content (RFC 9110 section 9.3.2), and frameworks such as Starlette answer it with
 the GET handler, so a GET-only policy must not be walked around with HEAD.
@@ -52,6 +55,8 @@ def parse_pattern(pattern: str, option: str = "routes") -> tuple[tuple[str, ...]
         raise ConfigurationError(option, f"route path must start with '/': {pattern!r}")
     segments: list[Segment] = []
     parts = text[1:].split("/")
+    while len(parts) > 1 and not parts[-1]:
+        parts.pop()  # "/orders/" is "/orders": trailing slashes select no other route
     names_seen: set[str] = set()
     for index, part in enumerate(parts):
         if part.startswith("{") and part.endswith("}"):
@@ -166,6 +171,8 @@ class RouteTable(Generic[T]):
 
     def match(self, method: str, path: str) -> T | None:
         """The value of the most specific pattern matching ``method`` and ``path``, or None."""
+        if path[-1:] == "/" and len(path) > 1:
+            path = path.rstrip("/") or "/"
         exact = self._static.get(path)
         if exact is not None:
             found, value = _pick(exact, method)
@@ -192,7 +199,9 @@ class RouteTable(Generic[T]):
         self, node: _Node[T], parts: list[str], index: int, method: str
     ) -> tuple[bool, T | None]:
         if index == len(parts):
-            return _pick(node.values, method)
+            found, value = _pick(node.values, method)
+            # A {name:path} ending here matches an empty rest ("/files" for "/files/{p:path}").
+            return (found, value) if found else _pick(node.rest, method)
         part = parts[index]
         child = node.static.get(part)
         if child is not None:

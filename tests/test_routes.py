@@ -39,11 +39,14 @@ TABLE = RouteTable(
         ("GET", "/items/7/parts/3", "part"),
         ("GET", "/items//parts/3", None),
         ("GET", "/files/", "files"),
-        ("GET", "/files", None),
+        ("GET", "/files", "files"),  # an empty rest, its slash absent
         ("GET", "/files/a/b/c", "files"),
         ("GET", "/files/static/x.css", "static-files"),
         ("GET", "/", "root"),
-        ("GET", "/items/", None),
+        ("GET", "/items/", "items-any"),  # trailing slashes select no other route
+        ("POST", "/items//", "items-post"),
+        ("GET", "/items/7/", "item-get"),
+        ("GET", "//", "root"),
         ("GET", "", None),
         ("GET", "items", None),
         ("GET", "/nothing", None),
@@ -160,6 +163,8 @@ def _reference(patterns: list[tuple[str, str, int]], method: str, path: str) -> 
     ordered = sorted(patterns, key=lambda p: (_kinds(p[1]), p[0] == "*"))
     # HEAD follows GET, unless the same path names HEAD itself.
     names_head = {path for methods, path, _ in patterns if "HEAD" in methods.split("|")}
+    if len(path) > 1:
+        path = path.rstrip("/") or "/"  # trailing slashes select no other route
     for methods, pattern_path, value in ordered:
         listed = methods.split("|")
         if method == "HEAD" and pattern_path not in names_head and "GET" in listed:
@@ -169,7 +174,7 @@ def _reference(patterns: list[tuple[str, str, int]], method: str, path: str) -> 
         regex = ""
         for seg in pattern_path[1:].split("/"):
             if seg.endswith(":path}"):
-                regex += "/(.*)"
+                regex += "(?:/(.*))?"  # the rest may be empty, its slash too
             elif seg.startswith("{"):
                 regex += "/[^/]+"
             else:

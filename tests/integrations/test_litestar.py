@@ -19,7 +19,7 @@ from asgi_guard import (
 )
 
 from ..conftest import client_for
-from .tokens import SECRET, bearer
+from .tokens import SECRET, bearer, get_orders_policy
 
 pytestmark = pytest.mark.anyio
 
@@ -104,3 +104,31 @@ async def test_every_layer_with_define_middleware() -> None:
     async with client_for(guarded) as client:
         assert (await client.get("/who")).status_code == 401
         assert (await client.get("/who", headers=bearer("l-api"))).json()["user"] == "alice"
+
+
+async def test_trailing_slash_is_held_to_the_same_policy() -> None:
+    """Litestar serves /orders/ and /orders// with the /orders handler: the rules for
+    /orders (scopes, limits, query schema) hold for them too."""
+    calls: list[str] = []
+
+    @get("/orders")
+    async def orders(request: Request[Any, Any, Any]) -> dict[str, str]:
+        calls.append(request.url.path)
+        return {"ok": "yes"}
+
+    app = guard(
+        Litestar([orders]),
+        get_orders_policy("l-api", "4/minute"),
+    )
+    reader = bearer("l-api", "orders:read")
+    async with client_for(app) as client:
+        refused = [
+            (await client.get(path, headers=bearer("l-api"))).status_code
+            for path in ("/orders/", "/orders//")
+        ]
+        bad_query = await client.get("/orders/?x=1", headers=reader)
+        statuses = [(await client.get("/orders/", headers=reader)).status_code for _ in range(2)]
+    assert refused == [403, 403]
+    assert bad_query.status_code == 422
+    assert statuses == [200, 429]  # the two 403s and the 422 counted: IP limits come first
+    assert calls == ["/orders"]  # as Litestar normalizes it

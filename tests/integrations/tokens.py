@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from typing import Any
 
 from joserfc import jwt
 from joserfc.jwk import OctKey
@@ -27,3 +28,21 @@ def token(audience: str, scopes: str = "", sub: str = "alice", secret: str = SEC
 
 def bearer(audience: str, scopes: str = "", sub: str = "alice") -> dict[str, str]:
     return {"authorization": f"Bearer {token(audience, scopes, sub)}"}
+
+
+def get_orders_policy(audience: str, limit: str) -> dict[str, Any]:
+    """A guard config whose only rule is for ``GET /orders``: a scope, a limit, a query schema
+    (no parameters). Requests the app serves with that handler must all be held to it."""
+    return {
+        "jwt": {"secret": SECRET, "audience": audience},
+        "rate_limit": {"limit": "100/minute"},
+        "validation": {},
+        "routes": [
+            {
+                "path": "GET /orders",
+                "scopes": ["orders:read"],
+                "limit": limit,
+                "query": {"type": "object", "additionalProperties": False},
+            }
+        ],
+    }
