@@ -9,7 +9,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Final, Literal
 
-from .._asgi import ASGIApp, Problem, Receive, Scope, Send
+from .._asgi import ASGIApp, Problem, Receive, Scope, Send, get_header
 from ..errors import ConfigurationError
 from ..routes import RouteTable
 from . import tokens
@@ -165,8 +165,10 @@ def _bearer(headers: Iterable[tuple[bytes, bytes]]) -> bytes | Problem | None:
 def _is_preflight(headers: Iterable[tuple[bytes, bytes]]) -> bool:
     """Whether an OPTIONS request is a CORS preflight: it names an origin and the method of
     the request to come (Fetch standard, CORS protocol), as Starlette's CORSMiddleware checks."""
-    names = {name for name, _ in headers}
-    return b"origin" in names and b"access-control-request-method" in names
+    return (
+        get_header(headers, b"origin") is not None
+        and get_header(headers, b"access-control-request-method") is not None
+    )
 
 
 def _refusal_headers(problem: Problem, challenge: str) -> tuple[tuple[bytes, bytes], ...]:

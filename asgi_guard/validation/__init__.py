@@ -341,7 +341,7 @@ class ValidationMiddleware:
             route.query_lists = _list_fields(route.query)
             route.query_floats = _has_float(msgspec.inspect.type_info(route.query), set())
         self._routes: RouteTable[_Route] = RouteTable(routes, option="schemas")
-        self._any = bool(routes)
+        self._any = bool(routes)  # read per request: RouteTable.__bool__ is a Python call
         self._limit_digits = len(str(max_body_size))
         self._media_types = BoundedMemo(max_entries=256)
 
