@@ -88,13 +88,12 @@ class RequestInfo:
     decision); ``ratelimit`` holds ``(limit, remaining, reset_seconds)`` of the tightest limit.
     """
 
-    __slots__ = ("code", "ratelimit", "request_id", "shadow")
-
-    def __init__(self) -> None:
-        self.request_id: str | None = None
-        self.code: str | None = None
-        self.shadow: bool = False
-        self.ratelimit: tuple[int, int, int] | None = None
+    # Class-level defaults and no __init__: made on every logged request, and most requests
+    # set none of these.
+    request_id: str | None = None
+    code: str | None = None
+    shadow: bool = False
+    ratelimit: tuple[int, int, int] | None = None
 
 
 def scope_state(scope: Scope) -> dict[str, Any]:

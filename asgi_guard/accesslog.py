@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import codecs
 import contextlib
 import contextvars
+import io
 import itertools
 import logging
 import os
@@ -11,7 +13,7 @@ import re
 import sys
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Awaitable, Iterable
 from typing import Any, Final
 from urllib.parse import unquote_plus
 
@@ -141,40 +143,60 @@ class JSONLinesHandler(logging.StreamHandler):  # type: ignore[type-arg]
 
     The fastest way to ship the access log to stdout or a file: when only plain
     JSONLinesHandlers (and no filters) would see an access record, the line is written to
-    them without building a ``LogRecord``. Other records are formatted as usual.
+    them without building a ``LogRecord``: the UTF-8 bytes orjson made go to the file
+    descriptor of a UTF-8 text stream in one ``write``. Other records are formatted as usual.
     """
 
     terminator = "\n"
+    #: The descriptor under ``stream`` when lines may be written to it as UTF-8 bytes.
+    _fd: int | None = None
+
+    @property
+    def stream(self) -> Any:
+        return self._stream
+
+    @stream.setter
+    def stream(self, stream: Any) -> None:
+        # StreamHandler.__init__ and setStream assign here: the fast path is decided once per
+        # stream, never per line. Only a UTF-8 text file without newline translation takes
+        # the same bytes as the text would have become.
+        self._stream = stream
+        self._fd = None
+        if isinstance(stream, io.TextIOWrapper) and os.linesep == "\n":
+            with contextlib.suppress(LookupError, OSError, ValueError):
+                if codecs.lookup(stream.encoding).name == "utf-8":
+                    self._fd = stream.fileno()
 
     def emit(self, record: logging.LogRecord) -> None:
         try:
-            self.write_line(
+            message = (
                 record.msg if type(record.msg) is str and not record.args else self.format(record)
             )
+            stream = self.stream
+            stream.write(message + self.terminator)
+            stream.flush()
         except Exception:  # the logging package's own contract: report, never raise
             self.handleError(record)
 
-    def write_line(self, message: str) -> None:
-        """Write one line and flush; the caller holds the handler's lock."""
+    def write_bytes(self, line: bytes) -> None:
+        """Write one UTF-8 line (ending in a newline) and flush; the caller holds the lock."""
         stream = self.stream
-        stream.write(message + self.terminator)
-        # Flush directly, not via self.flush(), which would take the lock again.
+        fd = self._fd
+        if fd is None:
+            stream.write(line.decode())
+            stream.flush()
+            return
+        # Whatever was written through the stream goes out first, in order; a closed stream
+        # raises here, before its descriptor (maybe reused by now) is written to.
         stream.flush()
+        written = os.write(fd, line)
+        while written < len(line):  # a pipe may take part of it (os.write retries EINTR)
+            line = line[written:]
+            written = os.write(fd, line)
 
 
 def _could_not_write() -> None:
     sys.stderr.write("asgi_guard: access log record could not be written\n")
-
-
-class _Ids:
-    """Request ids: a random per-process prefix and a counter (unique, and cheap to make)."""
-
-    def __init__(self) -> None:
-        self.prefix = os.urandom(6).hex() + "-"
-        self.counter = itertools.count(1)
-
-    def new(self) -> str:
-        return self.prefix + str(next(self.counter))
 
 
 class AccessLogMiddleware:
@@ -223,7 +245,17 @@ class AccessLogMiddleware:
         if not isinstance(self.logger, logging.Logger):
             raise ConfigurationError("logger", "must be a logging.Logger or a logger name")
         self.level = level
-        self._enabled = self.logger.isEnabledFor  # bound once: the disabled path is one call
+        self._enabled = self.logger.isEnabledFor
+        # Logger.isEnabledFor answers from a per-logger dict that logging clears in place
+        # whenever a level changes anywhere: reading it directly is a third of the call's
+        # cost, on every request. An empty entry (just cleared) asks the logger, which refills
+        # it; a Logger subclass with its own isEnabledFor is always asked.
+        cache = getattr(self.logger, "_cache", None)
+        self._levels: dict[int, bool] = (
+            cache
+            if type(cache) is dict and type(self.logger).isEnabledFor is logging.Logger.isEnabledFor
+            else {}
+        )
         self.sensitive_headers = SENSITIVE_HEADERS | {h.lower() for h in redact_headers}
         self.sensitive_query = SENSITIVE_QUERY | {q.lower() for q in redact_query}
         if request_id_header is not None and not re.fullmatch(
@@ -234,7 +266,9 @@ class AccessLogMiddleware:
             )
         self._rid_name = request_id_header.lower().encode() if request_id_header else None
         self._log_headers = {h.lower().encode(): h.lower() for h in log_headers}
-        self._ids = _Ids()
+        # Request ids: a random per-process prefix and a counter (unique, and cheap to make).
+        self._rid_prefix = os.urandom(6).hex() + "-"
+        self._rid_counter = itertools.count(1)
         # (second, its RFC 3339 text): the date and time are formatted once a second.
         self._second: tuple[int, str] = (-1, "")
         self._agents = BoundedMemo(max_entries=1024, max_key=_MAX_TEXT)
@@ -259,7 +293,10 @@ class AccessLogMiddleware:
         }
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if not self._enabled(self.level):
+        enabled = self._levels.get(self.level)
+        if enabled is None:
+            enabled = self._enabled(self.level)
+        if not enabled or self.logger.disabled:
             await self.app(scope, receive, send)
             return
         kind = scope["type"]
@@ -291,11 +328,12 @@ class AccessLogMiddleware:
         second = int(now)
         cached = self._second
         if cached[0] != second:
-            cached = self._second = (
-                second,
-                time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second)),
-            )
+            cached = self._new_second(second)
         return cached[1] + _MILLIS[int((now - second) * 1000)]
+
+    def _new_second(self, second: int) -> tuple[int, str]:
+        self._second = (second, time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second)))
+        return self._second
 
     def emit(self, fields: dict[str, Any], created: float | None = None) -> None:
         """Write one record made at ``created`` (default: now); logging problems never reach
@@ -305,17 +343,21 @@ class AccessLogMiddleware:
         dict.
         """
         try:
-            message = orjson.dumps(fields).decode()
+            line = orjson.dumps(fields, option=orjson.OPT_APPEND_NEWLINE)
             handlers = self._plain_handlers()
             if handlers is None:
-                self.logger.handle(self._record(fields, message, created))
+                self.logger.handle(self._record(fields, line, created))
                 return
             for handler in handlers:
-                with handler.lock:  # type: ignore[union-attr]  # Handler.__init__ makes it
-                    try:
-                        handler.write_line(message)
-                    except Exception:
-                        handler.handleError(self._record(fields, message, created))
+                # acquire/release rather than ``with``: half the cost, on every record.
+                lock = handler.lock
+                lock.acquire()  # type: ignore[union-attr]  # Handler.__init__ makes it
+                try:
+                    handler.write_bytes(line)
+                except Exception:
+                    handler.handleError(self._record(fields, line, created))
+                finally:
+                    lock.release()  # type: ignore[union-attr]
         except Exception:  # a broken handler or formatter must not break the request
             _could_not_write()
 
@@ -345,7 +387,7 @@ class AccessLogMiddleware:
         return plain if found else None
 
     def _record(
-        self, fields: dict[str, Any], message: str, created: float | None
+        self, fields: dict[str, Any], line: bytes, created: float | None
     ) -> logging.LogRecord:
         """A LogRecord whose attributes are ``fields`` (taken over, no copy) plus the usual."""
         now = time.time() if created is None else created
@@ -355,7 +397,7 @@ class AccessLogMiddleware:
             thread_name = _THREAD_NAMES[ident] = threading.current_thread().name
         # Built directly rather than through Logger.makeRecord, completed from a template.
         fields.update(self._template)
-        fields["msg"] = message
+        fields["msg"] = line[:-1].decode()  # the message without its newline
         fields["created"] = now
         fields["msecs"] = (now - int(now)) * 1000
         fields["relativeCreated"] = (now - _START) * 1000
@@ -424,21 +466,23 @@ class _Exchange:
             ):
                 self.echo = (rid_name, incoming)
             else:
-                rid = layer._ids.new()
+                rid = layer._rid_prefix + str(next(layer._rid_counter))
                 self.echo = (rid_name, rid.encode())
             info.request_id = rid
         self.request_id: str | None = rid
 
-    async def send(self, message: Message) -> None:
-        """The app's ``send``: counts, notes the status, echoes the request id."""
+    def send(self, message: Message) -> Awaitable[None]:
+        """The app's ``send``: counts, notes the status, echoes the request id.
+
+        A plain function returning the awaitable the app awaits: only the last chunk needs
+        code after the server's send, so the other messages cost no coroutine of their own.
+        """
         kind = message["type"]
         if kind == "http.response.body":
             self.bytes += len(message.get("body", b""))
-            await self.downstream(message)
-            if not message.get("more_body", False):
-                self.complete = True
-                self.finish()  # streaming responses are logged when the last chunk goes out
-            return
+            if message.get("more_body", False):
+                return self.downstream(message)
+            return self._last(message)
         if kind == "http.response.start" or kind == "websocket.http.response.start":
             self.status = message["status"]
             echo = self.echo
@@ -456,9 +500,14 @@ class _Exchange:
         elif kind == "websocket.http.response.body":
             self.bytes += len(message.get("body", b""))
         elif kind == "http.response.pathsend" or kind == "http.response.zerocopysend":
-            await self._file_body(message)
-            return
+            return self._file_body(message)
+        return self.downstream(message)
+
+    async def _last(self, message: Message) -> None:
+        """The last body chunk: streaming responses are logged when it has gone out."""
         await self.downstream(message)
+        self.complete = True
+        self.finish()
 
     async def _file_body(self, message: Message) -> None:
         """The ASGI path-send and zero-copy-send extensions: a body sent from a file (Starlette's
@@ -517,9 +566,14 @@ class _Exchange:
                     sub = None
             info = self.info
             ratelimit = info.ratelimit
+            # timestamp(), inline: this runs on every record.
             now = time.time()
+            second = int(now)
+            stamp = layer._second
+            if stamp[0] != second:
+                stamp = layer._new_second(second)
             fields: dict[str, Any] = {
-                "timestamp": layer.timestamp(now),
+                "timestamp": stamp[1] + _MILLIS[int((now - second) * 1000)],
                 "method": scope.get("method", "WEBSOCKET"),
                 "path": path if path.isprintable() else _clean(path),
                 "query": redact_query(_text(raw_query, 2048), layer.sensitive_query)

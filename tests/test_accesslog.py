@@ -6,6 +6,7 @@ import asyncio
 import io
 import logging
 import logging.handlers
+import os
 import queue
 import time
 from collections.abc import Iterator
@@ -507,6 +508,63 @@ async def test_disabled_logger_steps_aside(app: RecordingApp, logs: Collect) -> 
     )
 
 
+async def test_level_changes_after_construction_are_followed(
+    app: RecordingApp, logs: Collect
+) -> None:
+    """The layer reads logging's level cache: every later change is seen at once, whether made
+    on the logger, on an ancestor, by ``logging.disable`` or by ``Logger.disabled``."""
+    logger = logging.getLogger("test.access")
+    layer = make(app)
+    counts = []
+
+    async def count() -> None:
+        async with client_for(layer) as client:
+            await client.get("/")
+        counts.append(len(logs.records))
+
+    try:
+        await count()  # INFO: logged
+        logger.setLevel(logging.WARNING)
+        await count()
+        logger.setLevel(logging.NOTSET)  # the parents decide: the root is at WARNING
+        logging.getLogger().setLevel(logging.WARNING)
+        await count()
+        logger.setLevel(logging.INFO)
+        await count()
+        logging.disable(logging.INFO)
+        await count()
+        logging.disable(logging.NOTSET)
+        logger.disabled = True
+        await count()
+        logger.disabled = False
+        await count()
+    finally:
+        logging.disable(logging.NOTSET)
+        logger.disabled = False
+        logger.setLevel(logging.INFO)
+    assert counts == [1, 1, 1, 2, 2, 2, 3]
+
+
+async def test_a_logger_subclass_decides_for_itself(app: RecordingApp) -> None:
+    """A Logger subclass with its own isEnabledFor is asked on every request."""
+
+    class Quiet(logging.Logger):
+        def isEnabledFor(self, level: int) -> bool:
+            return self.name.endswith("loud")
+
+    quiet, loud = Quiet("test.quiet"), Quiet("test.loud")
+    sinks = []
+    for logger in (quiet, loud):
+        sink = Collect()
+        logger.addHandler(sink)
+        logger.setLevel(logging.INFO)
+        logger.propagate = False
+        sinks.append(sink)
+        async with client_for(AccessLogMiddleware(app, logger=logger)) as client:
+            await client.get("/")
+    assert [len(sink.records) for sink in sinks] == [0, 1]
+
+
 async def test_no_request_ids(app: RecordingApp, logs: Collect) -> None:
     """request_id_header=None turns request ids off."""
     async with client_for(make(app, request_id_header=None)) as client:
@@ -552,6 +610,73 @@ async def test_json_lines_handler(app: RecordingApp) -> None:
     first, second = stream.getvalue().splitlines()
     assert orjson.loads(first)["path"] == "/a"
     assert second == "plain text"
+
+
+@pytest.mark.parametrize(
+    ("encoding", "binary"), [("utf-8", True), ("UTF8", True), ("latin-1", False)]
+)
+async def test_json_lines_handler_on_a_file(
+    app: RecordingApp, tmp_path: Any, encoding: str, binary: bool
+) -> None:
+    """On a UTF-8 text file the line goes to the descriptor as orjson's bytes, after anything
+    written through the stream before; another encoding gets the text, encoded as the file
+    says. Either way the file holds the same characters, in order."""
+    path = tmp_path / "access.log"
+    stream = open(path, "w", encoding=encoding)  # noqa: SIM115, ASYNC230 - closed below
+    handler = JSONLinesHandler(stream)
+    logger = logging.getLogger("test.file")
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    logger.propagate = False
+    try:
+        assert (handler._fd is not None) is binary
+        stream.write("before\n")  # pending in the stream's buffer
+        async with client_for(AccessLogMiddleware(app, logger=logger)) as client:
+            await client.get("/caf\u00e9")
+        logger.info("after")
+    finally:
+        logger.handlers.clear()
+        stream.close()
+    before, record, after = path.read_text(encoding=encoding).splitlines()
+    assert (before, orjson.loads(record)["path"], after) == ("before", "/caf\u00e9", "after")
+
+
+def test_json_lines_handler_writes_the_rest_of_a_partial_write(
+    tmp_path: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A descriptor that takes part of a line (a pipe, a signal) gets the rest."""
+    real_write = os.write
+    calls = []
+
+    def short_write(fd: int, data: bytes) -> int:
+        calls.append(len(data))
+        return real_write(fd, data[:4])
+
+    path = tmp_path / "access.log"
+    with open(path, "w", encoding="utf-8") as stream:
+        handler = JSONLinesHandler(stream)
+        monkeypatch.setattr(os, "write", short_write)
+        handler.write_bytes(b'{"path":"/a"}\n')
+        monkeypatch.undo()
+    assert path.read_bytes() == b'{"path":"/a"}\n'
+    assert calls == [14, 10, 6, 2]
+
+
+def test_json_lines_handler_follows_set_stream(tmp_path: Any) -> None:
+    """setStream decides the write path again; a closed stream is reported, never written."""
+    stream = open(tmp_path / "a.log", "w", encoding="utf-8")  # noqa: SIM115 - closed below
+    handler = JSONLinesHandler(stream)
+    other = io.StringIO()
+    assert handler.setStream(other) is stream
+    assert handler._fd is None
+    handler.setStream(stream)
+    assert handler._fd == stream.fileno()
+    stream.close()
+    with pytest.raises(ValueError, match="closed file"):
+        handler.write_bytes(b"{}\n")
+    handler.stream = other  # (setStream would flush the closed stream)
+    handler.write_bytes(b'{"a":"\xc3\xa9"}\n')
+    assert other.getvalue() == '{"a":"\u00e9"}\n'
 
 
 async def test_lone_surrogates_are_escaped(logs: Collect) -> None:
