@@ -158,11 +158,12 @@ class JSONLinesHandler(logging.StreamHandler):  # type: ignore[type-arg]
     @stream.setter
     def stream(self, stream: Any) -> None:
         # StreamHandler.__init__ and setStream assign here: the fast path is decided once per
-        # stream, never per line. Only a UTF-8 text file without newline translation takes
-        # the same bytes as the text would have become.
+        # stream, never per line. Only a plain UTF-8 text file takes the bytes the text would
+        # have become (a subclass may do more in write; "\n" is the JSON Lines separator
+        # whatever newline the file was opened with).
         self._stream = stream
         self._fd = None
-        if isinstance(stream, io.TextIOWrapper) and os.linesep == "\n":
+        if type(stream) is io.TextIOWrapper and os.linesep == "\n":
             with contextlib.suppress(LookupError, OSError, ValueError):
                 if codecs.lookup(stream.encoding).name == "utf-8":
                     self._fd = stream.fileno()

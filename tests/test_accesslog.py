@@ -675,6 +675,16 @@ def test_json_lines_handler_follows_set_stream(tmp_path: Any) -> None:
     with pytest.raises(ValueError, match="closed file"):
         handler.write_bytes(b"{}\n")
     handler.stream = other  # (setStream would flush the closed stream)
+    in_memory = io.TextIOWrapper(io.BytesIO(), encoding="utf-8")  # no descriptor: text path
+    assert JSONLinesHandler(in_memory)._fd is None
+
+    class Tee(io.TextIOWrapper):  # a subclass may do more in write: it gets the text
+        pass
+
+    with open(tmp_path / "b.log", "wb") as raw:
+        tee = Tee(raw, encoding="utf-8")
+        assert JSONLinesHandler(tee)._fd is None
+        tee.detach()  # the file is closed by its own with
     handler.write_bytes(b'{"a":"\xc3\xa9"}\n')
     assert other.getvalue() == '{"a":"\u00e9"}\n'
 
