@@ -192,6 +192,8 @@ class JSONLinesHandler(logging.StreamHandler):  # type: ignore[type-arg]
         stream.flush()
         written = os.write(fd, line)
         while written < len(line):  # a pipe may take part of it (os.write retries EINTR)
+            if written <= 0:  # nothing taken: report it rather than spin
+                raise OSError("the stream took no bytes")
             line = line[written:]
             written = os.write(fd, line)
 

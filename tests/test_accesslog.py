@@ -662,6 +662,17 @@ def test_json_lines_handler_writes_the_rest_of_a_partial_write(
     assert calls == [14, 10, 6, 2]
 
 
+def test_json_lines_handler_never_spins_on_a_descriptor_that_takes_nothing(
+    tmp_path: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A write that takes no bytes is an error for handleError, not an endless loop."""
+    with open(tmp_path / "access.log", "w", encoding="utf-8") as stream:
+        handler = JSONLinesHandler(stream)
+        monkeypatch.setattr(os, "write", lambda fd, data: 0)
+        with pytest.raises(OSError, match="took no bytes"):
+            handler.write_bytes(b'{"path":"/a"}\n')
+
+
 def test_json_lines_handler_follows_set_stream(tmp_path: Any) -> None:
     """setStream decides the write path again; a closed stream is reported, never written."""
     stream = open(tmp_path / "a.log", "w", encoding="utf-8")  # noqa: SIM115 - closed below
