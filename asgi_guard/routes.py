@@ -8,6 +8,8 @@ segment by segment from the left, a static segment beats ``{name}``, which beats
 Trailing slashes select no other route: ``/orders/`` is matched as ``/orders`` (Litestar serves
 it with the ``/orders`` handler; Starlette redirects it there), and ``{name:path}`` also matches
 when the rest is empty and its slash absent, so a policy cannot be walked around with a slash.
+Nor do repeated slashes: ``//orders`` and ``/orders//7`` are matched as ``/orders`` and
+``/orders/7``, as Litestar routes them (Starlette answers them 404, where a policy is harmless).
 A ``GET`` entry also holds for ``HEAD`` unless the same path names ``HEAD`` itself: HEAD is GET
 without the content (RFC 9110 section 9.3.2), and frameworks such as Starlette answer it with
 the GET handler, so a GET-only policy must not be walked around with HEAD.
@@ -16,6 +18,7 @@ An exact static path costs one dict lookup.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Mapping, MutableMapping
 from typing import Any, Final, Generic, TypeVar
 
@@ -31,6 +34,7 @@ _REST: Final = 2
 _METHOD_CHARS: Final = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZ")
 # A static segment may hold RFC 3986 pchars; braces are reserved for parameters.
 _BAD_STATIC: Final = frozenset("{}?#\\ \t\r\n")
+_SLASHES: Final = re.compile("//+")
 
 Segment = str | int  # a static segment's text, or _PARAM / _REST
 
@@ -54,9 +58,8 @@ def parse_pattern(pattern: str, option: str = "routes") -> tuple[tuple[str, ...]
     if not text.startswith("/"):
         raise ConfigurationError(option, f"route path must start with '/': {pattern!r}")
     segments: list[Segment] = []
-    parts = text[1:].split("/")
-    while len(parts) > 1 and not parts[-1]:
-        parts.pop()  # "/orders/" is "/orders": trailing slashes select no other route
+    # "/orders/" is "/orders" and "/a//b" is "/a/b": empty segments select no other route.
+    parts = [part for part in text[1:].split("/") if part]
     names_seen: set[str] = set()
     for index, part in enumerate(parts):
         if part.startswith("{") and part.endswith("}"):
@@ -171,8 +174,10 @@ class RouteTable(Generic[T]):
 
     def match(self, method: str, path: str) -> T | None:
         """The value of the most specific pattern matching ``method`` and ``path``, or None."""
+        if "//" in path:  # Litestar routes //orders and /orders//7 as /orders and /orders/7
+            path = _SLASHES.sub("/", path)
         if path[-1:] == "/" and len(path) > 1:
-            path = path.rstrip("/") or "/"
+            path = path[:-1]
         exact = self._static.get(path)
         if exact is not None:
             found, value = _pick(exact, method)

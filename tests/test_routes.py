@@ -37,7 +37,10 @@ TABLE = RouteTable(
         ("GET", "/items/special", "special"),
         ("POST", "/items/special", "special"),
         ("GET", "/items/7/parts/3", "part"),
-        ("GET", "/items//parts/3", None),
+        ("GET", "/items//parts/3", None),  # as /items/parts/3: slashes collapse, as in Litestar
+        ("GET", "//items/7", "item-get"),
+        ("GET", "///items///7///", "item-get"),
+        ("GET", "/files//static//x.css", "static-files"),
         ("GET", "/files/", "files"),
         ("GET", "/files", "files"),  # an empty rest, its slash absent
         ("GET", "/files/a/b/c", "files"),
@@ -163,6 +166,7 @@ def _reference(patterns: list[tuple[str, str, int]], method: str, path: str) -> 
     ordered = sorted(patterns, key=lambda p: (_kinds(p[1]), p[0] == "*"))
     # HEAD follows GET, unless the same path names HEAD itself.
     names_head = {path for methods, path, _ in patterns if "HEAD" in methods.split("|")}
+    path = re.sub("/+", "/", path)  # repeated slashes select no other route
     if len(path) > 1:
         path = path.rstrip("/") or "/"  # trailing slashes select no other route
     for methods, pattern_path, value in ordered:
