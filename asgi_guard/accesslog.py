@@ -61,6 +61,7 @@ SENSITIVE_QUERY: Final = frozenset(
 #: A JWS/JWT compact serialization: base64url JSON header and payload (both start "ey").
 _JWT: Final = re.compile(r"ey[A-Za-z0-9_-]{4,}\.ey[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]*")
 _SAFE_ID: Final = re.compile(r"[A-Za-z0-9._:-]{1,64}")
+_SEPARATORS: Final = re.compile(r"([&;#])")
 _MAX_TEXT: Final = 512
 #: C0, DEL, C1 and the Unicode line/paragraph separators become visible escapes.
 _CONTROLS: Final = {c: f"\\x{c:02x}" for c in [*range(0x20), *range(0x7F, 0xA0)]} | {
@@ -115,15 +116,24 @@ def _text(raw: bytes, limit: int = _MAX_TEXT) -> str:
 
 
 def redact_query(query: str, sensitive: frozenset[str] = SENSITIVE_QUERY) -> str:
-    """Replace the values of sensitive parameters (matched after percent-decoding, any case)."""
+    """Replace the values of sensitive parameters (matched after percent-decoding, any case).
+
+    Parameters are separated by ``&``, and also by ``;`` (which some parsers split on) and
+    ``#`` (a fragment's parameters: an OAuth implicit-flow callback carries its token there).
+    """
     if not query:
         return query
-    parts = query.split("&")
-    for index, part in enumerate(parts):
-        name, sep, _ = part.partition("=")
+    if ";" in query or "#" in query:
+        parts = _SEPARATORS.split(query)  # parameters at even indices, separators between
+        step, glue = 2, ""
+    else:
+        parts = query.split("&")
+        step, glue = 1, "&"
+    for index in range(0, len(parts), step):
+        name, sep, _ = parts[index].partition("=")
         if sep and unquote_plus(name).strip().lower() in sensitive:
             parts[index] = f"{name}={REDACTED}"
-    text = "&".join(parts)
+    text = glue.join(parts)
     return _JWT.sub(REDACTED, text) if "ey" in text else text
 
 
@@ -319,11 +329,27 @@ class AccessLogMiddleware:
             _request_id.reset(token)
 
     def _referer_text(self, raw: bytes) -> str:
-        """A referer for the log: as a header value, with its query redacted."""
+        """A referer for the log: as a header value, with its userinfo, query and fragment
+        parameters redacted.
+
+        User agents send neither userinfo nor a fragment in Referer (RFC 9110 section
+        10.1.3); a client that does may be sending a password or an implicit-flow token.
+        """
         text = _text(raw)
-        if "?" in text:
-            base, _, query = text.partition("?")
-            text = base + "?" + redact_query(query, self.sensitive_query)
+        authority = text.find("://")
+        if authority != -1:
+            authority += 3
+            end = len(text)
+            for stop in "/?#":
+                found = text.find(stop, authority, end)
+                if found != -1:
+                    end = found
+            at = text.rfind("@", authority, end)
+            if at != -1:
+                text = text[:authority] + REDACTED + text[at:]
+        cut = min((i for i in (text.find("?"), text.find("#")) if i != -1), default=-1)
+        if cut != -1:
+            text = text[: cut + 1] + redact_query(text[cut + 1 :], self.sensitive_query)
         return text
 
     def timestamp(self, now: float) -> str:

@@ -327,6 +327,11 @@ SECRETS = {
         (f"/x?sig={SECRETS['custom']}", {}, {"redact_query": ["SIG"]}),
         (f"/files/{JWT}/x", {}, {}),
         ("/x", {"referer": f"https://site.example/cb?code={SECRETS['api']}&id_token={JWT}"}, {}),
+        ("/x", {"referer": f"https://site.example/cb#access_token={SECRETS['token']}&s=1"}, {}),
+        ("/x", {"referer": f"https://site.example/cb?a=1#code={SECRETS['api']}"}, {}),
+        ("/x", {"referer": f"https://me:{SECRETS['password']}@site.example/a?b=c"}, {}),
+        ("/x", {"referer": f"https://{SECRETS['token']}@site.example"}, {}),
+        (f"/x?page=1;password={SECRETS['password']}", {}, {}),
         ("/x", {"user-agent": f"agent {JWT}"}, {}),
         ("/x", {"authorization": f"Bearer {SECRETS['token']}"}, {"log_headers": ["authorization"]}),
         ("/x", {"cookie": f"session={SECRETS['cookie']}; theme=dark"}, {"log_headers": ["Cookie"]}),
@@ -364,6 +369,31 @@ async def test_redaction_keeps_structure(app: RecordingApp, logs: Collect) -> No
         "authorization": "Bearer [REDACTED]",
         "cookie": "a=[REDACTED]; b=[REDACTED]",
     }
+
+
+@pytest.mark.parametrize(
+    ("referer", "logged"),
+    [
+        ("https://u:p@site.example/a?b=c", "https://[REDACTED]@site.example/a?b=c"),
+        ("https://site.example/a@b?c=d", "https://site.example/a@b?c=d"),  # @ in the path
+        (
+            "https://site.example/cb#access_token=x&s=1",
+            "https://site.example/cb#access_token=[REDACTED]&s=1",
+        ),
+        ("https://site.example/cb?p=1#token=x", "https://site.example/cb?p=1#token=[REDACTED]"),
+        ("https://site.example/cb?p=1;code=x", "https://site.example/cb?p=1;code=[REDACTED]"),
+        ("https://site.example/#section", "https://site.example/#section"),
+        ("android-app://com.example", "android-app://com.example"),
+        ("not a url @ all", "not a url @ all"),
+    ],
+)
+async def test_referer_redaction_keeps_structure(
+    app: RecordingApp, logs: Collect, referer: str, logged: str
+) -> None:
+    """Userinfo, and the query's and fragment's sensitive parameters, are redacted in place."""
+    async with client_for(make(app)) as client:
+        await client.get("/x", headers={"referer": referer})
+    assert logs.messages[0]["referer"] == logged
 
 
 async def test_log_injection_stays_on_one_line(logs: Collect) -> None:
