@@ -13,6 +13,7 @@ import re
 import sys
 import threading
 import time
+import weakref
 from collections.abc import Awaitable, Iterable
 from typing import Any, Final
 from urllib.parse import unquote_plus
@@ -71,7 +72,6 @@ _CONTROLS: Final = {c: f"\\x{c:02x}" for c in [*range(0x20), *range(0x7F, 0xA0)]
 
 #: The fraction part of timestamps, made once (formatting it per record costs more).
 _MILLIS: Final = tuple(f".{ms:03d}Z" for ms in range(1000))
-_THREAD_NAMES: dict[int, str] = {}
 _START: Final[float] = logging._startTime  # type: ignore[attr-defined]
 
 _request_id: contextvars.ContextVar[str | None] = contextvars.ContextVar(
@@ -208,6 +208,36 @@ class JSONLinesHandler(logging.StreamHandler):  # type: ignore[type-arg]
             written = os.write(fd, line)
 
 
+def _process_name() -> str:
+    """The process name as ``logging.LogRecord`` finds it."""
+    multiprocessing = sys.modules.get("multiprocessing")
+    if multiprocessing is not None:
+        with contextlib.suppress(Exception):  # as logging: a broken module is no reason to fail
+            return str(multiprocessing.current_process().name)
+    return "MainProcess"
+
+
+def _new_id_prefix() -> str:
+    """The random per-process part of generated request ids."""
+    return os.urandom(6).hex() + "-"
+
+
+#: Every live layer, so that a forked worker makes its own request-id prefix (a layer built
+#: before the fork, as with ``gunicorn --preload``, would otherwise give every worker the same
+#: prefix and counter, and so the same ids).
+_LAYERS: weakref.WeakSet[AccessLogMiddleware] = weakref.WeakSet()
+
+
+def _after_fork_in_child() -> None:
+    for layer in list(_LAYERS):
+        layer._rid_prefix = _new_id_prefix()
+        layer._rid_counter = itertools.count(1)
+
+
+if hasattr(os, "register_at_fork"):  # POSIX
+    os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
 def _could_not_write() -> None:
     sys.stderr.write("asgi_guard: access log record could not be written\n")
 
@@ -280,8 +310,9 @@ class AccessLogMiddleware:
         self._rid_name = request_id_header.lower().encode() if request_id_header else None
         self._log_headers = {h.lower().encode(): h.lower() for h in log_headers}
         # Request ids: a random per-process prefix and a counter (unique, and cheap to make).
-        self._rid_prefix = os.urandom(6).hex() + "-"
+        self._rid_prefix = _new_id_prefix()
         self._rid_counter = itertools.count(1)
+        _LAYERS.add(self)
         # (second, its RFC 3339 text): the date and time are formatted once a second.
         self._second: tuple[int, str] = (-1, "")
         self._agents = BoundedMemo(max_entries=1024, max_key=_MAX_TEXT)
@@ -300,8 +331,6 @@ class AccessLogMiddleware:
             "stack_info": None,
             "lineno": 0,
             "funcName": "access",
-            "processName": "MainProcess",
-            "process": os.getpid(),
             "taskName": None,
         }
 
@@ -420,18 +449,19 @@ class AccessLogMiddleware:
     ) -> logging.LogRecord:
         """A LogRecord whose attributes are ``fields`` (taken over, no copy) plus the usual."""
         now = time.time() if created is None else created
-        ident = threading.get_ident()
-        thread_name = _THREAD_NAMES.get(ident)
-        if thread_name is None:
-            thread_name = _THREAD_NAMES[ident] = threading.current_thread().name
         # Built directly rather than through Logger.makeRecord, completed from a template.
         fields.update(self._template)
         fields["msg"] = line[:-1].decode()  # the message without its newline
         fields["created"] = now
         fields["msecs"] = (now - int(now)) * 1000
         fields["relativeCreated"] = (now - _START) * 1000
-        fields["thread"] = ident
-        fields["threadName"] = thread_name
+        # Asked per record, as logging does: a worker forked after the layer was built, or a
+        # thread whose id was used before, must not inherit another's.
+        thread = threading.current_thread()
+        fields["thread"] = thread.ident
+        fields["threadName"] = thread.name
+        fields["process"] = os.getpid()
+        fields["processName"] = _process_name()
         record = logging.LogRecord.__new__(logging.LogRecord)
         record.__dict__ = fields
         return record

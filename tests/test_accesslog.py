@@ -6,8 +6,10 @@ import asyncio
 import io
 import logging
 import logging.handlers
+import multiprocessing
 import os
 import queue
+import threading
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -102,6 +104,13 @@ async def test_success_record(app: RecordingApp, logs: Collect) -> None:
         "INFO",
         "test.access",
     )  # type: ignore[attr-defined]
+    thread = threading.current_thread()
+    assert (record.process, record.processName, record.thread, record.threadName) == (
+        os.getpid(),
+        multiprocessing.current_process().name,
+        thread.ident,
+        thread.name,
+    )
     assert app.scopes[0]["state"]["asgi_guard"].request_id == "abc-123"
 
 
@@ -593,6 +602,35 @@ async def test_a_logger_subclass_decides_for_itself(app: RecordingApp) -> None:
         async with client_for(AccessLogMiddleware(app, logger=logger)) as client:
             await client.get("/")
     assert [len(sink.records) for sink in sinks] == [0, 1]
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="POSIX fork")
+def test_a_forked_worker_makes_its_own_request_ids(logs: Collect) -> None:
+    """A layer built before a fork (gunicorn --preload) gives each worker its own id prefix,
+    so two workers never hand out the same id."""
+    layer = make(RecordingApp())
+
+    def first_id() -> str:
+        sent = asyncio.run(Channel().run(layer, http_scope()))
+        return dict(sent[0]["headers"])[b"x-request-id"].decode()
+
+    parent_before = first_id()
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the worker: report its first id, and leave without pytest's cleanup
+        try:
+            os.write(write, first_id().encode())
+        finally:
+            os._exit(0)
+    os.close(write)
+    with os.fdopen(read, "rb") as pipe:
+        child = pipe.read().decode()
+    os.waitpid(pid, 0)
+    parent_after = first_id()
+    prefix = parent_before.partition("-")[0]
+    assert (parent_before, parent_after) == (f"{prefix}-1", f"{prefix}-2")
+    assert child.endswith("-1")
+    assert child.partition("-")[0] not in ("", prefix)
 
 
 async def test_no_request_ids(app: RecordingApp, logs: Collect) -> None:
