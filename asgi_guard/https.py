@@ -116,10 +116,11 @@ class HTTPSRedirectMiddleware:
                 base = name[2:] if name.startswith("*.") else name
                 if not isinstance(name, str) or parse_host(base) is None or ":" in base.strip("[]"):
                     raise ConfigurationError("allowed_hosts", f"{name!r} is not a host name")
+                name = name.lower().removesuffix(".")  # "example.com." is example.com
                 if name.startswith("*."):
-                    suffixes.append(name[1:].lower())
+                    suffixes.append(name[1:])
                 else:
-                    exact.add(name.lower())
+                    exact.add(name)
             self._exact_hosts = frozenset(exact)
             self._suffixes = tuple(suffixes)
 
@@ -162,7 +163,9 @@ class HTTPSRedirectMiddleware:
         parsed = parse_host(hosts[0].decode("latin-1"))
         if parsed is None:
             return None
-        name = parsed[0]
+        # A fully qualified name's trailing dot names the same host (RFC 1034 section 3.1):
+        # matched, and redirected to, without it.
+        name = parsed[0].removesuffix(".")
         if (
             self._exact_hosts is not None
             and name not in self._exact_hosts

@@ -135,6 +135,10 @@ async def test_missing_host_is_400(app: RecordingApp) -> None:
         ("evil.com", 400, None),
         ("notexample.com", 400, None),
         ("example.com.evil.com", 400, None),
+        ("example.com.", 308, "https://example.com/"),  # fully qualified: the same host
+        ("API.Example.com.:80", 308, "https://api.example.com/"),
+        ("example.com..", 400, None),
+        (".example.com", 400, None),
     ],
 )
 async def test_allowed_hosts(
@@ -145,6 +149,17 @@ async def test_allowed_hosts(
     response = await get(mw, "http://x/", headers={"host": host})
     assert response.status_code == status
     assert response.headers.get("location") == location
+
+
+async def test_fully_qualified_names_are_the_same_host(app: RecordingApp) -> None:
+    """A trailing dot, in Host or in allowed_hosts, names the same host; redirects drop it."""
+    listed = HTTPSRedirectMiddleware(app, allowed_hosts=["Example.com."])
+    anyone = HTTPSRedirectMiddleware(app)
+    locations = [
+        (await get(mw, "http://x/p", headers={"host": host})).headers.get("location")
+        for mw, host in ((listed, "example.com"), (listed, "example.com."), (anyone, "a.io."))
+    ]
+    assert locations == ["https://example.com/p", "https://example.com/p", "https://a.io/p"]
 
 
 async def test_fixed_host_ignores_request_host(app: RecordingApp) -> None:
