@@ -628,8 +628,64 @@ def accesslog_layer() -> list[Group]:
                 Case("AccessLog, logger disabled", AccessLogMiddleware(raw_app, logger=off), get),
                 Case("peer: logging BaseHTTPMiddleware", logging_peer(raw_app, peer_logger), get),
             ],
-        )
+        ),
+        logging_references(),
     ]
+
+
+def logging_references() -> Group:
+    """The yardsticks the access-log target was set against, measured in the same run: a plain
+    ``logger.info(extra=...)`` with an orjson formatter, and orjson plus a stream write alone."""
+    import logging
+
+    import orjson
+
+    class OrjsonFormatter(logging.Formatter):
+        def format(self, record: logging.LogRecord) -> str:
+            return orjson.dumps({key: getattr(record, key) for key in names}).decode()
+
+    fields: dict[str, Any] = {
+        "method": "GET",
+        "path": "/items",
+        "query": "",
+        "status": 200,
+        "duration_ms": 0.012,
+        "bytes": 15,
+        "client": "203.0.113.7",
+        "scheme": "https",
+        "http_version": "1.1",
+        "user_agent": "bench/1.0",
+        "referer": "https://example.com/page",
+        "request_id": "3f9a0c1d2e4b-42",
+        "sub": None,
+        "code": None,
+        "ratelimit": None,
+        "disconnected": False,
+    }
+    names = ("msg", "created", *fields)
+    logger = _null_logger("bench.reference", logging.StreamHandler)
+    logger.handlers[0].setFormatter(OrjsonFormatter())
+    stream = open(os.devnull, "w")  # noqa: SIM115 - lives for the process
+
+    async def nothing() -> None:
+        return None
+
+    async def logger_info() -> None:
+        logger.info("access", extra=fields)
+
+    async def orjson_and_write() -> None:
+        stream.write(orjson.dumps(fields).decode() + "\n")
+        stream.flush()
+
+    return Group(
+        "library:logging",
+        [
+            Case("empty coroutine", call=nothing),
+            Case("logger.info(extra=...), orjson formatter, null stream", call=logger_info),
+            Case("orjson.dumps + stream write and flush", call=orjson_and_write),
+        ],
+        "The reference points of the access-log target, in the same run.",
+    )
 
 
 # --- the whole stack --------------------------------------------------------------------------
@@ -722,7 +778,7 @@ BUILDERS: list[tuple[tuple[str, ...], Callable[[], Group | list[Group]]]] = [
     (("layer:jwt", "library:jwt"), jwt_layer),
     (("layer:ratelimit", "library:limits", "peer:ratelimit"), ratelimit_layer),
     (("layer:validation", "library:validation"), validation_layer),
-    (("layer:accesslog",), accesslog_layer),
+    (("layer:accesslog", "library:logging"), accesslog_layer),
     (("stack:get", "stack:post"), stacks),
 ]
 
