@@ -936,6 +936,27 @@ async def test_failing_json_lines_stream_is_reported_not_raised(
     assert '"path":"/"' in err  # the record handed to handleError carries the message
 
 
+def test_json_lines_handler_reports_a_failing_stream_for_other_records(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """A record from any other logger, on a failing stream: reported, never raised."""
+
+    class Full(io.StringIO):
+        def write(self, text: str) -> int:
+            raise OSError("disk full")
+
+    logger = logging.getLogger("test.lines.failing")
+    logger.addHandler(JSONLinesHandler(Full()))
+    logger.propagate = False
+    try:
+        logger.warning("app %s", "record")
+    finally:
+        logger.handlers.clear()
+    err = capsys.readouterr().err
+    assert "--- Logging error ---" in err
+    assert "OSError: disk full" in err
+
+
 def test_timestamps() -> None:
     """RFC 3339 UTC with milliseconds, the second part made again when the second changes."""
     layer = AccessLogMiddleware(RecordingApp())
