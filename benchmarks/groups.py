@@ -71,6 +71,11 @@ async def raw_app_reading_body(scope: Scope, receive: Any, send: Any) -> None:
     await send(_BODY)
 
 
+async def empty_coroutine() -> None:
+    """The baseline of library-level groups: awaiting a coroutine that does nothing."""
+    return None
+
+
 class Empty:
     """An empty pass-through layer: the floor cost of one more ASGI hop."""
 
@@ -148,9 +153,6 @@ def routes() -> Group:
         | {"/items": 1}
     )
 
-    async def nothing() -> None:
-        return None
-
     async def exact() -> None:
         table.match("GET", "/items")
 
@@ -160,7 +162,7 @@ def routes() -> Group:
     return Group(
         "routes",
         [
-            Case("empty coroutine", call=nothing),
+            Case("empty coroutine", call=empty_coroutine),
             Case("exact path", call=exact),
             Case("one-parameter path", call=param),
         ],
@@ -265,9 +267,6 @@ def jwt_layer() -> list[Group]:
         token = jwt.decode(rs_token, keyset, algorithms=["RS256"])
         registry.validate(token.claims)
 
-    async def nothing() -> None:
-        return None
-
     rs = scope_factory(_bearer(m["rs256"]))
     es = scope_factory(_bearer(m["es256"]))
     hs_scope = scope_factory(_bearer(m["hs256"]))
@@ -291,7 +290,7 @@ def jwt_layer() -> list[Group]:
         Group(
             "library:jwt",
             [
-                Case("empty coroutine", call=nothing),
+                Case("empty coroutine", call=empty_coroutine),
                 Case("joserfc jwt.decode + claims validation (RS256)", call=joserfc_decode),
             ],
             "The library floor an uncached RS256 verification is compared with.",
@@ -332,9 +331,6 @@ def ratelimit_layer() -> list[Group]:
     item = parse(BIG_LIMIT)
     limiter = SlidingWindowCounterRateLimiter(MemoryStorage())
 
-    async def nothing() -> None:
-        return None
-
     async def limits_hit() -> None:
         await limiter.hit(item, "bench", "203.0.113.7")
 
@@ -360,7 +356,7 @@ def ratelimit_layer() -> list[Group]:
     library = Group(
         "library:limits",
         [
-            Case("empty coroutine", call=nothing),
+            Case("empty coroutine", call=empty_coroutine),
             Case("limits sliding-window hit", call=limits_hit),
             Case("limits hit + get_window_stats", call=limits_hit_stats),
         ],
@@ -476,9 +472,6 @@ def validation_layer() -> list[Group]:
     plain = msgspec.json.Decoder(PlainOrder)
     validator = jsonschema.Draft202012Validator(ORDER_SCHEMA)
 
-    async def nothing() -> None:
-        return None
-
     async def by_hand() -> None:
         hand.decode(ORDER_BODY)
 
@@ -525,7 +518,7 @@ def validation_layer() -> list[Group]:
     library = Group(
         "library:validation",
         [
-            Case("empty coroutine", call=nothing),
+            Case("empty coroutine", call=empty_coroutine),
             Case("msgspec, hand-written Struct", call=by_hand),
             Case("msgspec, compiled JSON Schema", call=by_compiled),
             Case("msgspec, Struct without the sku pattern", call=by_plain),
@@ -667,9 +660,6 @@ def logging_references() -> Group:
     logger.handlers[0].setFormatter(OrjsonFormatter())
     stream = open(os.devnull, "w")  # noqa: SIM115 - lives for the process
 
-    async def nothing() -> None:
-        return None
-
     async def logger_info() -> None:
         logger.info("access", extra=fields)
 
@@ -680,7 +670,7 @@ def logging_references() -> Group:
     return Group(
         "library:logging",
         [
-            Case("empty coroutine", call=nothing),
+            Case("empty coroutine", call=empty_coroutine),
             Case("logger.info(extra=...), orjson formatter, null stream", call=logger_info),
             Case("orjson.dumps + stream write and flush", call=orjson_and_write),
         ],

@@ -394,6 +394,12 @@ async def test_redaction_keeps_structure(app: RecordingApp, logs: Collect) -> No
         ("https://site.example/#section", "https://site.example/#section"),
         ("android-app://com.example", "android-app://com.example"),
         ("not a url @ all", "not a url @ all"),
+        ("https://a@b@c.example/d", "https://[REDACTED]@c.example/d"),
+        ("https://@", "https://[REDACTED]@"),
+        ("https://", "https://"),
+        (":///?#", ":///?#"),
+        ("?#&;=", "?#&;="),
+        ("https://h/?token", "https://h/?token"),  # no value, nothing to hide
     ],
 )
 async def test_referer_redaction_keeps_structure(
