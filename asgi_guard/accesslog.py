@@ -31,6 +31,7 @@ from ._asgi import (
     request_info,
 )
 from .errors import ConfigurationError
+from .routes import RouteTable
 
 __all__ = [
     "AccessLogMiddleware",
@@ -270,6 +271,8 @@ class AccessLogMiddleware:
         request_id_header: the request-id header name; None disables request ids.
         log_headers: request headers to include in the record (``headers`` field), redacted.
         level: the level of the records.
+        exclude: route patterns (health checks, metrics scrapes) whose answers are logged only
+            when they are errors (status 400 or more); they still get request ids.
     """
 
     def __init__(
@@ -282,6 +285,7 @@ class AccessLogMiddleware:
         request_id_header: str | None = "x-request-id",
         log_headers: Iterable[str] = (),
         level: int = logging.INFO,
+        exclude: Iterable[str] = (),
     ) -> None:
         self.app = app
         self.logger = logging.getLogger(logger) if isinstance(logger, str) else logger
@@ -309,6 +313,8 @@ class AccessLogMiddleware:
             )
         self._rid_name = request_id_header.lower().encode() if request_id_header else None
         self._log_headers = {h.lower().encode(): h.lower() for h in log_headers}
+        excluded = RouteTable.of_patterns(exclude, option="exclude")
+        self._exclude = excluded if excluded.patterns else None
         # Request ids: a random per-process prefix and a counter (unique, and cheap to make).
         self._rid_prefix = _new_id_prefix()
         self._rid_counter = itertools.count(1)
@@ -346,6 +352,9 @@ class AccessLogMiddleware:
             await self.app(scope, receive, send)
             return
         exchange = _Exchange(self, scope, send)
+        # Matched now: a router inside may rewrite the scope's root_path before the record.
+        if self._exclude is not None and self._exclude.match_scope(scope) is not None:
+            exchange.quiet = True
         token = _request_id.set(exchange.request_id)
         try:
             await self.app(scope, receive, exchange.send)
@@ -479,6 +488,7 @@ class _Exchange:
         "extra",
         "info",
         "layer",
+        "quiet",
         "referer",
         "request_id",
         "scope",
@@ -496,6 +506,7 @@ class _Exchange:
         self.bytes = 0
         self.complete = False
         self.done = False
+        self.quiet = False
         self.echo: tuple[bytes, bytes] | None = None
         self.extra: list[tuple[bytes, bytes]] | None = None
         # Made now, so the layers inside write their decisions into this very object.
@@ -592,6 +603,8 @@ class _Exchange:
         if self.done:
             return
         self.done = True
+        if self.quiet and self.status is not None and self.status < 400:
+            return  # an excluded route's success: no record
         # The scope and the objects in it come from the server, the app and other middleware:
         # nothing they hold may turn logging into an error in the app's send.
         try:

@@ -152,6 +152,8 @@ class AccessLogConfig(_Section, frozen=True):
     """Request id header; null disables request ids."""
     log_headers: list[str] = msgspec.field(default_factory=list)
     """Request headers to include in records (redacted)."""
+    exclude: list[str] = msgspec.field(default_factory=list)
+    """Route patterns whose answers are logged only when they are errors (status >= 400)."""
 
 
 class RouteConfig(_Section, frozen=True):
@@ -173,6 +175,8 @@ class RouteConfig(_Section, frozen=True):
     """Query type or JSON Schema."""
     redirect_exempt: bool = False
     """Serve over plain HTTP without redirect."""
+    log: bool = True
+    """false: log this route's answers only when they are errors (access_log.exclude)."""
 
 
 class GuardConfig(_Section, frozen=True):
@@ -329,6 +333,7 @@ def guard(
         for k, v in (cfg.validation.query if cfg.validation else {}).items()
     }
     exempt = list(cfg.https.exempt) if cfg.https else []
+    excluded = list(cfg.access_log.exclude) if cfg.access_log else []
     for index, route in enumerate(cfg.routes):
         where = f"routes[{index}]"
         parse_pattern(route.path, f"{where}.path")
@@ -357,6 +362,10 @@ def guard(
             if cfg.https is None:
                 raise ConfigurationError(f"{where}.redirect_exempt", "needs an [https] section")
             exempt.append(route.path)
+        if not route.log:
+            if cfg.access_log is None:
+                raise ConfigurationError(f"{where}.log", "needs an [access_log] section")
+            excluded.append(route.path)
 
     # Built from the inside out. Sections use the layers' own option names, so each section's
     # fields are passed as they are, with the rules merged from `routes` overriding.
@@ -402,7 +411,12 @@ def guard(
             "https", HTTPSRedirectMiddleware, stack, **{**_options(cfg.https), "exempt": exempt}
         )
     if cfg.access_log is not None:
-        stack = _build("access_log", AccessLogMiddleware, stack, **_options(cfg.access_log))
+        stack = _build(
+            "access_log",
+            AccessLogMiddleware,
+            stack,
+            **{**_options(cfg.access_log), "exclude": excluded},
+        )
     if cfg.proxy is not None:
         stack = _build("proxy", ProxyHeadersMiddleware, stack, **_options(cfg.proxy))
     return stack

@@ -124,7 +124,7 @@ class HTTPSRedirectMiddleware:
             self._exact_hosts = frozenset(exact)
             self._suffixes = tuple(suffixes)
 
-        self._exempt = RouteTable(dict.fromkeys(exempt, True), option="exempt")
+        self._exempt = RouteTable.of_patterns(exempt, option="exempt")
         directives = f"max-age={hsts_max_age}"
         if hsts_include_subdomains:
             directives += "; includeSubDomains"

@@ -111,7 +111,7 @@ class RouteTable(Generic[T]):
     :class:`ConfigurationError`.
     """
 
-    __slots__ = ("_root", "_static", "patterns")
+    __slots__ = ("_dynamic", "_root", "_static", "patterns")
 
     def __init__(
         self, routes: Mapping[str, T] | Iterable[tuple[str, T]] = (), *, option: str = "routes"
@@ -133,6 +133,19 @@ class RouteTable(Generic[T]):
         for values in self._value_maps():
             if "GET" in values and "HEAD" not in values:
                 values["HEAD"] = values["GET"]
+        # Only static patterns: a path missing from the dict matches nothing, no walk needed.
+        root = self._root
+        self._dynamic = bool(root.static) or root.param is not None or root.rest is not None
+
+    @classmethod
+    def of_patterns(cls, patterns: Iterable[str], *, option: str) -> RouteTable[bool]:
+        """A set of routes (exemptions, exclusions): each pattern maps to True.
+
+        A bare string is refused: iterated, it would be read as one pattern per character.
+        """
+        if isinstance(patterns, (str, bytes)):
+            raise ConfigurationError(option, "must be a list of route patterns, not one string")
+        return RouteTable(dict.fromkeys(patterns, True), option=option)
 
     def _value_maps(self) -> list[dict[str, T]]:
         """Every method -> value map of the table."""
@@ -183,7 +196,7 @@ class RouteTable(Generic[T]):
             found, value = _pick(exact, method)
             if found:
                 return value
-        if not path.startswith("/"):
+        if not self._dynamic or not path.startswith("/"):
             return None
         return self._walk(self._root, path[1:].split("/"), 0, method)[1]
 

@@ -658,6 +658,76 @@ async def test_lifespan_passes(logs: Collect) -> None:
     assert (seen, logs.records) == (["lifespan"], [])
 
 
+async def test_excluded_routes_log_only_errors(logs: Collect) -> None:
+    """``exclude``: a health check's successes write no record; its errors, other methods and
+    other routes do; every answer still carries a request id."""
+    statuses = {"/health": 200, "/health/deep": 503, "/items": 200}
+    calls: list[str] = []
+
+    async def inner(scope: Any, receive: Any, send: Any) -> None:
+        calls.append(scope["path"])
+        status = statuses[scope["path"]]
+        await send({"type": "http.response.start", "status": status, "headers": []})
+        await send({"type": "http.response.body", "body": b"ok"})
+
+    mw = make(inner, exclude=["GET /health", "/health/{check}"])
+    async with client_for(mw) as client:
+        answers = [
+            await client.get("/health"),
+            await client.head("/health"),  # GET's route holds for HEAD
+            await client.get("/health/deep"),
+            await client.post("/health"),
+            await client.get("/items"),
+        ]
+    assert [(r.status_code, "x-request-id" in r.headers) for r in answers] == [
+        (200, True),
+        (200, True),
+        (503, True),
+        (200, True),
+        (200, True),
+    ]
+    assert len(calls) == 5
+    assert [(m["method"], m["path"], m["status"]) for m in logs.messages] == [
+        ("GET", "/health/deep", 503),
+        ("POST", "/health", 200),
+        ("GET", "/items", 200),
+    ]
+
+
+async def test_excluded_routes_still_log_rejections_and_crashes(
+    app: RecordingApp, logs: Collect
+) -> None:
+    """On an excluded route, a refusal by another layer and an app that raises are logged."""
+    mw = make(JWTAuthMiddleware(app, secret="s" * 32), exclude=["/health"])
+    async with client_for(mw) as client:
+        assert (await client.get("/health")).status_code == 401
+
+    async def broken(scope: Any, receive: Any, send: Any) -> None:
+        raise RuntimeError("boom")
+
+    with pytest.raises(RuntimeError, match="boom"):
+        await make(broken, exclude=["/health"])(http_scope(path="/health"), None, None)  # type: ignore[arg-type]
+    assert [(m["path"], m["status"], m["code"]) for m in logs.messages] == [
+        ("/health", 401, "jwt.missing"),
+        ("/health", 500, None),
+    ]
+    assert app.calls == 0
+
+
+async def test_exclusion_is_decided_before_a_router_rewrites_the_scope(logs: Collect) -> None:
+    """A mounted router moving the prefix into ``root_path`` does not change the decision."""
+
+    async def mount(scope: Any, receive: Any, send: Any) -> None:
+        scope["root_path"] = scope.get("root_path", "") + "/internal"  # as Starlette's Mount
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b""})
+
+    async with client_for(make(mount, exclude=["/internal/health"])) as client:
+        await client.get("/internal/health")
+        await client.get("/internal/other")
+    assert [m["path"] for m in logs.messages] == ["/internal/other"]
+
+
 @pytest.mark.parametrize(
     ("options", "option"),
     [({"logger": 5}, "logger"), ({"request_id_header": "bad header"}, "request_id_header")],
@@ -666,6 +736,21 @@ def test_bad_options(options: dict[str, Any], option: str) -> None:
     """Bad options fail at construction."""
     with pytest.raises((ConfigurationError, TypeError)):
         AccessLogMiddleware(RecordingApp(), **options)
+
+
+@pytest.mark.parametrize(
+    ("exclude", "message"),
+    [
+        ("/health", "exclude: must be a list of route patterns, not one string"),
+        (["health"], "exclude: route path must start with '/': 'health'"),
+    ],
+)
+def test_bad_exclusions(exclude: Any, message: str) -> None:
+    """A bare string (which would iterate as one pattern per character) or a bad pattern fails
+    at construction, named."""
+    with pytest.raises(ConfigurationError) as caught:
+        AccessLogMiddleware(RecordingApp(), exclude=exclude)
+    assert str(caught.value) == message
 
 
 async def test_json_lines_handler(app: RecordingApp) -> None:

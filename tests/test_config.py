@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import msgspec
+import orjson
 import pytest
 
 from asgi_guard import (
@@ -112,6 +113,23 @@ async def test_guarded_app_end_to_end() -> None:
     assert app.scopes[-1]["state"]["validated_body"] == Note("hi")
 
 
+async def test_routes_kept_out_of_the_access_log(caplog: pytest.LogCaptureFixture) -> None:
+    """``log = false`` on a route and ``access_log.exclude`` together: only those routes'
+    successes go unlogged, and the same route named in both places is no error."""
+    config = {
+        "access_log": {"logger": "test.config.access", "exclude": ["GET /metrics"]},
+        "routes": [{"path": "GET /health", "log": False}, {"path": "GET /metrics", "log": False}],
+    }
+    app = RecordingApp()
+    caplog.set_level(logging.INFO, logger="test.config.access")
+    async with client_for(guard(app, config, environ={})) as client:
+        for path in ("/health", "/metrics", "/items"):
+            assert (await client.get(path)).status_code == 200
+    assert app.calls == 3
+    paths = [orjson.loads(r.getMessage())["path"] for r in caplog.records]
+    assert paths == ["/items"]
+
+
 def test_toml_file_and_pyproject(tmp_path: Path) -> None:
     """A TOML file, or [tool.asgi-guard] in pyproject.toml, gives the same config."""
     text = '[https]\nhsts_max_age = 600\n\n[[routes]]\npath = "/health"\nredirect_exempt = true\n'
@@ -175,6 +193,21 @@ def test_environment_supplies_secrets(tmp_path: Path) -> None:
             {"routes": [{"path": "/a", "scopes": ["x"]}]},
             {},
             "routes[0].scopes: needs a [jwt] section",
+        ),
+        (
+            {"routes": [{"path": "/a", "log": False}]},
+            {},
+            "routes[0].log: needs an [access_log] section",
+        ),
+        (
+            {"access_log": {"exclude": ["health"]}},
+            {},
+            "access_log.exclude: route path must start with '/': 'health'",
+        ),
+        (
+            {"https": {"exempt": "/health"}},
+            {},
+            "https.exempt: Expected `array`, got `str`",
         ),
         (
             {"routes": [{"path": "/a", "schema": "nowhere.module:Type"}], "validation": {}},
