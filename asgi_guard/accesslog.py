@@ -361,6 +361,7 @@ class AccessLogMiddleware:
         except BaseException:
             if exchange.status is None:
                 exchange.status = 500
+            exchange.quiet = False  # a crash mid-response is news, even on an excluded route
             raise
         finally:
             exchange.finish()

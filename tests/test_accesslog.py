@@ -697,7 +697,8 @@ async def test_excluded_routes_log_only_errors(logs: Collect) -> None:
 async def test_excluded_routes_still_log_rejections_and_crashes(
     app: RecordingApp, logs: Collect
 ) -> None:
-    """On an excluded route, a refusal by another layer and an app that raises are logged."""
+    """On an excluded route, a refusal by another layer and an app that raises (before or
+    during its response) are logged."""
     mw = make(JWTAuthMiddleware(app, secret="s" * 32), exclude=["/health"])
     async with client_for(mw) as client:
         assert (await client.get("/health")).status_code == 401
@@ -705,12 +706,24 @@ async def test_excluded_routes_still_log_rejections_and_crashes(
     async def broken(scope: Any, receive: Any, send: Any) -> None:
         raise RuntimeError("boom")
 
+    async def broken_midway(scope: Any, receive: Any, send: Any) -> None:
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"o", "more_body": True})
+        raise RuntimeError("midway")
+
+    async def discard(message: Any) -> None:
+        return None
+
     with pytest.raises(RuntimeError, match="boom"):
-        await make(broken, exclude=["/health"])(http_scope(path="/health"), None, None)  # type: ignore[arg-type]
+        await make(broken, exclude=["/health"])(http_scope(path="/health"), None, discard)  # type: ignore[arg-type]
+    with pytest.raises(RuntimeError, match="midway"):
+        await make(broken_midway, exclude=["/health"])(http_scope(path="/health"), None, discard)  # type: ignore[arg-type]
     assert [(m["path"], m["status"], m["code"]) for m in logs.messages] == [
         ("/health", 401, "jwt.missing"),
         ("/health", 500, None),
+        ("/health", 200, None),  # the status the client got, and the byte it got
     ]
+    assert logs.messages[2]["bytes"] == 1
     assert app.calls == 0
 
 
