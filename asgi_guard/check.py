@@ -10,6 +10,8 @@ from typing import Any, Final, Literal
 import msgspec
 
 from .config import GuardConfig, load_config
+from .errors import ConfigurationError
+from .routes import parse_pattern
 
 __all__ = ["Finding", "check"]
 
@@ -144,4 +146,25 @@ def check(
             "No access log: incidents cannot be traced.",
             "Add an [access_log] section.",
         )
+    else:
+        quiet = list(cfg.access_log.exclude) + [r.path for r in cfg.routes if not r.log]
+        risky = [p for p in quiet if _CREDENTIAL_ROUTE.search(p) or not _read_only(p)]
+        if risky:
+            add(
+                "AG015",
+                "warning",
+                f"Successful requests to {', '.join(risky)} are not logged, and these routes may"
+                " change state or handle credentials.",
+                "Exclude only read-only routes whose successes tell nothing, named with their"
+                " methods: 'GET /health'.",
+            )
     return found
+
+
+def _read_only(pattern: str) -> bool:
+    """Whether a route pattern names only GET and HEAD (a bad pattern is guard()'s to report)."""
+    try:
+        methods, _ = parse_pattern(pattern)
+    except ConfigurationError:
+        return True
+    return set(methods) <= {"GET", "HEAD"}

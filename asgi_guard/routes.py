@@ -137,8 +137,8 @@ class RouteTable(Generic[T]):
         root = self._root
         self._dynamic = bool(root.static) or root.param is not None or root.rest is not None
 
-    @classmethod
-    def of_patterns(cls, patterns: Iterable[str], *, option: str) -> RouteTable[bool]:
+    @staticmethod
+    def of_patterns(patterns: Iterable[str], *, option: str) -> RouteTable[bool]:
         """A set of routes (exemptions, exclusions): each pattern maps to True.
 
         A bare string is refused: iterated, it would be read as one pattern per character.

@@ -299,6 +299,12 @@ def test_check_clean_config() -> None:
         ({"rate_limit": None, "routes": []}, "AG012", "warning"),
         ({"validation": {"max_body_size": 50 * 1024 * 1024}}, "AG013", "warning"),
         ({"access_log": None}, "AG014", "warning"),
+        ({"access_log": {"exclude": ["/health"]}}, "AG015", "warning"),
+        (
+            {"access_log": {}, "routes": [{"path": "GET /oauth/authorize", "log": False}]},
+            "AG015",
+            "warning",
+        ),
     ],
 )
 def test_check_findings(change: dict[str, Any], code: str, level: str) -> None:
@@ -309,6 +315,22 @@ def test_check_findings(change: dict[str, Any], code: str, level: str) -> None:
     assert findings[0].level == level
     assert findings[0].fix
     assert str(findings[0]).startswith(f"{code} [{level}] ")
+
+
+def test_check_quiet_routes() -> None:
+    """Excluding read-only routes (GET, HEAD) from the log is fine; any other method, or a
+    credential route, is named in one finding."""
+    quiet = {
+        **FULL,
+        "access_log": {"exclude": ["GET|HEAD /health", "POST /orders", "/metrics"]},
+        "routes": [*FULL["routes"], {"path": "GET /ready", "log": False}],
+    }
+    [finding] = [f for f in check(quiet, environ={}) if f.code == "AG015"]
+    assert finding.message == (
+        "Successful requests to POST /orders, /metrics are not logged, and these routes may"
+        " change state or handle credentials."
+    )
+    assert "AG015" not in codes({**FULL, "access_log": {"exclude": ["GET /health"]}})
 
 
 def test_check_memory_storage_with_workers() -> None:
