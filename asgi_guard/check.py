@@ -147,7 +147,7 @@ def check(
             "Add an [access_log] section.",
         )
     else:
-        quiet = list(cfg.access_log.exclude) + [r.path for r in cfg.routes if not r.log]
+        quiet = dict.fromkeys([*cfg.access_log.exclude, *(r.path for r in cfg.routes if not r.log)])
         risky = [p for p in quiet if _CREDENTIAL_ROUTE.search(p) or not _read_only(p)]
         if risky:
             add(
