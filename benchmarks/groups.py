@@ -9,6 +9,7 @@ from typing import Any
 from asgi_guard import HTTPSRedirectMiddleware, ProxyHeadersMiddleware, RouteTable
 
 from .harness import Case, Group, Scope
+from .minimal import MinimalAccessLog, MinimalValidation
 
 HEADERS = [
     (b"host", b"api.example.com"),
@@ -507,6 +508,12 @@ def validation_layer() -> list[Group]:
                 ORDER_BODY,
             ),
             Case(
+                "minimal pure-ASGI validation, Struct without the sku pattern (yardstick)",
+                MinimalValidation(raw_app_reading_body, {"/orders": {"POST": plain}}),
+                post,
+                ORDER_BODY,
+            ),
+            Case(
                 "peer: BaseHTTPMiddleware + jsonschema",
                 jsonschema_peer(raw_app_reading_body),
                 post,
@@ -602,6 +609,7 @@ def accesslog_layer() -> list[Group]:
     off = logging.getLogger("bench.off")
     off.setLevel(logging.WARNING)
     peer_logger = _null_logger("bench.peer", logging.StreamHandler)
+    minimal = _null_logger("bench.minimal", logging.StreamHandler)
     get = scope_factory([(b"referer", b"https://example.com/page")])
     return [
         Group(
@@ -619,6 +627,11 @@ def accesslog_layer() -> list[Group]:
                     get,
                 ),
                 Case("AccessLog, logger disabled", AccessLogMiddleware(raw_app, logger=off), get),
+                Case(
+                    "minimal pure-ASGI access log, to a null stream (yardstick)",
+                    MinimalAccessLog(raw_app, minimal),
+                    get,
+                ),
                 Case("peer: logging BaseHTTPMiddleware", logging_peer(raw_app, peer_logger), get),
             ],
         ),

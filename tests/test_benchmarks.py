@@ -3,9 +3,18 @@
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
+from typing import Any
 
+import msgspec
+import pytest
+
+from asgi_guard import AccessLogMiddleware, JSONLinesHandler, ValidationMiddleware
 from benchmarks.__main__ import main
+from benchmarks.minimal import MinimalAccessLog, MinimalValidation
+
+from .conftest import Channel, RecordingApp, http_scope
 
 
 def test_quick_run_writes_json_and_markdown(tmp_path: Path, capsys: object) -> None:
@@ -45,3 +54,86 @@ def test_quick_run_writes_json_and_markdown(tmp_path: Path, capsys: object) -> N
     table = (tmp_path / "results.md").read_text()
     assert table.count("| case | median ns/req | IQR ns | overhead ns | ratio |") == 4
     assert "| ProxyHeaders x-forwarded (trusted peer) |" in table
+
+
+def _file_logger(name: str, path: Path, handler_class: Any) -> logging.Logger:
+    logger = logging.getLogger(name)
+    logger.handlers.clear()
+    logger.addHandler(handler_class(path.open("w", encoding="utf-8")))
+    logger.setLevel(logging.INFO)
+    logger.propagate = False
+    return logger
+
+
+@pytest.mark.anyio
+async def test_minimal_access_log_writes_the_same_record(tmp_path: Path) -> None:
+    """The access-log yardstick is a fair one: the same fields, from the same places, as one
+    line written per request (only redaction, escaping and the ids' values differ)."""
+    real = _file_logger("test.bench.real", tmp_path / "real.log", JSONLinesHandler)
+    minimal = _file_logger("test.bench.minimal", tmp_path / "minimal.log", logging.StreamHandler)
+    headers = [(b"user-agent", b"bench/1.0"), (b"referer", b"https://example.com/page")]
+    sent: dict[str, list[Any]] = {}
+    for name, layer in (
+        ("real", AccessLogMiddleware(RecordingApp(), logger=real)),
+        ("minimal", MinimalAccessLog(RecordingApp(), minimal)),
+    ):
+        channel = Channel()
+        sent[name] = await channel.run(layer, http_scope("/items", headers=headers))
+    real_line, minimal_line = (
+        json.loads((tmp_path / f"{name}.log").read_text()) for name in ("real", "minimal")
+    )
+    assert list(minimal_line) == list(real_line)
+    for changing in ("timestamp", "duration_ms", "request_id"):
+        del real_line[changing], minimal_line[changing]
+    assert minimal_line == real_line
+    assert real_line == {
+        "method": "GET",
+        "path": "/items",
+        "query": "",
+        "status": 200,
+        "bytes": 2,
+        "client": "203.0.113.1",
+        "scheme": "https",
+        "http_version": None,
+        "user_agent": "bench/1.0",
+        "referer": "https://example.com/page",
+        "sub": None,
+        "code": None,
+        "ratelimit": None,
+        "disconnected": False,
+    }
+    for messages in sent.values():  # both echo a request id
+        assert [key for key, _ in messages[0]["headers"]] == [b"content-type", b"x-request-id"]
+
+
+@pytest.mark.anyio
+async def test_minimal_validation_decodes_and_replays_as_the_layer() -> None:
+    """The validation yardstick stores the same decoded value and replays the same body."""
+    from benchmarks.groups import ORDER_BODY, POST_HEADERS
+    from benchmarks.models import PlainOrder
+
+    results: dict[str, list[Any]] = {}
+    for name, layer_of in (
+        ("real", lambda app: ValidationMiddleware(app, schemas={"POST /orders": PlainOrder})),
+        (
+            "minimal",
+            lambda app: MinimalValidation(
+                app, {"/orders": {"POST": msgspec.json.Decoder(PlainOrder)}}
+            ),
+        ),
+    ):
+        seen: list[Any] = []
+
+        async def reader(scope: Any, receive: Any, send: Any, seen: list[Any] = seen) -> None:
+            seen.append((scope["state"]["validated_body"], await receive()))
+            await send({"type": "http.response.start", "status": 204, "headers": []})
+            await send({"type": "http.response.body", "body": b""})
+
+        channel = Channel([{"type": "http.request", "body": ORDER_BODY}])
+        scope = http_scope("/orders", method="POST", headers=list(POST_HEADERS))
+        await channel.run(layer_of(reader), scope)
+        results[name] = seen
+    assert results["minimal"] == results["real"]
+    [(value, message)] = results["real"]
+    assert isinstance(value, PlainOrder)
+    assert message == {"type": "http.request", "body": ORDER_BODY}
