@@ -76,6 +76,8 @@ _STRING: Final = re.compile(rb'"(?:[^"\\]|\\.)*"', re.DOTALL)
 _LEAF_PAIRS: Final = re.compile(rb"\[\]|\{\}")
 _BRACKETS: Final = bytes(b for b in range(256) if b not in b"[]{}")
 _MAX_QUERY_FIELDS: Final = 256
+#: The request fields that describe a body; most of a request's header lines are none of them.
+_BODY_FIELDS: Final = frozenset((b"content-type", b"content-length", b"content-encoding"))
 
 
 def _error_entry(error: msgspec.ValidationError, root: str) -> dict[str, str]:
@@ -361,6 +363,8 @@ class ValidationMiddleware:
 
         content_type = content_length = encoding = None
         for name, value in scope["headers"]:
+            if name not in _BODY_FIELDS:
+                continue  # one set lookup skips a field that none of the three tests match
             if name == b"content-type":
                 if content_type is not None:
                     # A singleton field given twice: the app's framework may read the other
