@@ -508,7 +508,7 @@ def validation_layer() -> list[Group]:
                 ORDER_BODY,
             ),
             Case(
-                "minimal pure-ASGI validation, Struct without the sku pattern (yardstick)",
+                "yardstick: minimal validation layer, the Struct without the pattern",
                 MinimalValidation(raw_app_reading_body, {"/orders": {"POST": plain}}),
                 post,
                 ORDER_BODY,
@@ -628,7 +628,7 @@ def accesslog_layer() -> list[Group]:
                 ),
                 Case("AccessLog, logger disabled", AccessLogMiddleware(raw_app, logger=off), get),
                 Case(
-                    "minimal pure-ASGI access log, to a null stream (yardstick)",
+                    "yardstick: minimal access-log layer, the same record",
                     MinimalAccessLog(raw_app, minimal),
                     get,
                 ),
