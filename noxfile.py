@@ -83,6 +83,14 @@ def bench(session: nox.Session) -> None:
 
 
 @nox.session(default=False)
+def instructions(session: nox.Session) -> None:
+    """Instructions per request under callgrind: exact where timings drift with the machine."""
+    _ensure_debian_packages(session, "valgrind")
+    session.install("-e", ".[dev]", "slowapi>=0.1.9", "pyjwt[crypto]>=2.8")
+    session.run("python", "-m", "benchmarks.instructions", *session.posargs)
+
+
+@nox.session(default=False)
 def loadtest(session: nox.Session) -> None:
     """End to end: uvicorn (httptools, uvloop) + wrk on 127.0.0.1, bare vs guarded vs peers."""
     session.install(

@@ -12,6 +12,8 @@ import pytest
 
 from asgi_guard import AccessLogMiddleware, JSONLinesHandler, ValidationMiddleware
 from benchmarks.__main__ import main
+from benchmarks.instructions import collected
+from benchmarks.instructions import main as instructions_main
 from benchmarks.minimal import MinimalAccessLog, MinimalValidation
 
 from .conftest import Channel, RecordingApp, http_scope
@@ -79,6 +81,10 @@ async def test_minimal_access_log_writes_the_same_record(tmp_path: Path) -> None
     ):
         channel = Channel()
         sent[name] = await channel.run(layer, http_scope("/items", headers=headers))
+    for logger in (real, minimal):
+        for handler in logger.handlers:
+            handler.stream.close()  # type: ignore[attr-defined]
+        logger.handlers.clear()
     real_line, minimal_line = (
         json.loads((tmp_path / f"{name}.log").read_text()) for name in ("real", "minimal")
     )
@@ -137,3 +143,16 @@ async def test_minimal_validation_decodes_and_replays_as_the_layer() -> None:
     [(value, message)] = results["real"]
     assert isinstance(value, PlainOrder)
     assert message == {"type": "http.request", "body": ORDER_BODY}
+
+
+def test_instruction_count_is_read_from_a_callgrind_dump() -> None:
+    dump = "version: 1\ncmd: python\nevents: Ir\nsummary: 123456789\nfl=(1) x.c\n"
+    assert collected(dump) == 123456789
+    with pytest.raises(RuntimeError, match="no instruction count"):
+        collected("version: 1\nevents: Ir\n")
+
+
+def test_a_case_runs_alone_as_it_does_under_valgrind(capsys: pytest.CaptureFixture[str]) -> None:
+    """The child mode drives one case of one group and prints nothing."""
+    assert instructions_main(["--case", "floor", "1", "20"]) == 0
+    assert capsys.readouterr().out == ""
