@@ -1,10 +1,10 @@
 """``python -m benchmarks.instructions [--only GROUP ...] [--out DIR]``: instructions per request.
 
 Timings drift with the machine by 10-15% between runs; instruction counts do not. Each case runs
-under valgrind's callgrind with a fixed hash seed. Only its requests are counted: the counters
-are zeroed when the warmed-up case calls ``os.getppid()`` and written out when it calls
-``os.getpgrp()`` after its requests, so interpreter start-up, imports and the building of the
-case (random keys among them) stay out. It is not time (an instruction's cost varies), but the
+under valgrind's callgrind with a fixed hash seed. Only its requests are counted, with the garbage
+collector paused as in the timed runs: the counters are zeroed when the warmed-up case calls
+``os.getppid()`` and written out when it calls ``os.getpgrp()`` after its requests, so
+interpreter start-up, imports and the building of the case (random keys among them) stay out. It is not time (an instruction's cost varies), but the
 same code counts the same on any run, so two versions of a layer, or a layer and its yardstick,
 compare exactly. Needs valgrind (Debian: ``apt-get install -y valgrind``) and an interpreter
 whose symbols name those two functions (``os_getppid``, ``os_getpgrp``), as CPython's builds do.
@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import os
 import re
 import shutil
@@ -46,9 +47,14 @@ def run_case(group: str, index: int, requests: int) -> None:
 
     async def main() -> None:
         await run(WARM)
+        # As the timed harness does: the collector's passes depend on everything else alive in
+        # the process, and would make a case's count move with unrelated code.
+        gc.collect()
+        gc.disable()
         os.getppid()  # callgrind zeroes its counters here...
         await run(requests)
         os.getpgrp()  # ...and writes them out here
+        gc.enable()
 
     asyncio.run(main())
 

@@ -72,9 +72,14 @@ class MinimalAccessLog:
         self.prefix = os.urandom(6).hex() + "-"
         self.counter = itertools.count(1)
         self.second = (-1, "")
+        self.levels = logger._cache
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
-        if not self.logger.isEnabledFor(20) or scope["type"] not in ("http", "websocket"):
+        # The level as the layer reads it: logging's own cache, the logger asked on a miss.
+        enabled = self.levels.get(20)
+        if enabled is None:
+            enabled = self.logger.isEnabledFor(20)
+        if not enabled or scope["type"] not in ("http", "websocket"):
             await self.app(scope, receive, send)
             return
         started = time.perf_counter()
@@ -122,22 +127,31 @@ class MinimalAccessLog:
                 },
                 option=orjson.OPT_APPEND_NEWLINE,
             )
-            with self.lock:
+            lock = self.lock
+            lock.acquire()  # cheaper than ``with``
+            try:
                 self.stream.flush()
                 os.write(self.fd, line)
+            finally:
+                lock.release()
 
-        async def send_wrapper(message: dict[str, Any]) -> None:
+        async def last(message: dict[str, Any]) -> None:
+            await send(message)
+            record(True)
+
+        def send_wrapper(message: dict[str, Any]) -> Any:
+            # A plain function returning the server's awaitable: only the last chunk needs code
+            # after the send, so only it pays for a coroutine of its own.
             nonlocal status, sent
-            if message["type"] == "http.response.start":
+            kind = message["type"]
+            if kind == "http.response.start":
                 status = message["status"]
                 message["headers"] = [*message.get("headers", ()), echo]
-            elif message["type"] == "http.response.body":
+            elif kind == "http.response.body":
                 sent += len(message.get("body", b""))
                 if not message.get("more_body", False):
-                    await send(message)
-                    record(True)
-                    return
-            await send(message)
+                    return last(message)
+            return send(message)
 
         token = _request_id.set(rid)
         try:
