@@ -639,14 +639,9 @@ class _Exchange:
                     sub = None
             info = self.info
             ratelimit = info.ratelimit
-            # timestamp(), inline: this runs on every record.
             now = time.time()
-            second = int(now)
-            stamp = layer._second
-            if stamp[0] != second:
-                stamp = layer._new_second(second)
             fields: dict[str, Any] = {
-                "timestamp": stamp[1] + _MILLIS[int((now - second) * 1000)],
+                "timestamp": layer.timestamp(now),
                 "method": scope.get("method", "WEBSOCKET"),
                 "path": path if path.isprintable() else _clean(path),
                 "query": redact_query(_text(raw_query, 2048), layer.sensitive_query)
