@@ -83,6 +83,7 @@ class HTTPSRedirectMiddleware:
         https_port: int = 443,
         exempt: Iterable[str] = (),
         status_code: int = 308,
+        keep_port: bool = False,
     ) -> None:
         if status_code not in _REDIRECT_CODES:
             raise ConfigurationError(
@@ -100,6 +101,7 @@ class HTTPSRedirectMiddleware:
         self.app = app
         self.status_code = status_code
         self._port_suffix = "" if https_port == 443 else f":{https_port}"
+        self._keep_port = keep_port
 
         self._host: str | None = None
         if host is not None:
@@ -172,6 +174,8 @@ class HTTPSRedirectMiddleware:
             and not any(name.endswith(suffix) for suffix in self._suffixes)
         ):
             return None
+        if self._keep_port and parsed[1] is not None:
+            return f"{name}:{parsed[1]}"
         return name + self._port_suffix
 
     async def _redirect(self, scope: Scope, receive: Receive, send: Send) -> None:
