@@ -492,6 +492,11 @@ def test_token_with_a_secret_and_a_config(
     user = _verify(out.strip(), secret=secret, issuer="https://id.example", audience="api-1")
     assert (user.sub, user.claims["aud"]) == ("carol", "api-1")
 
+    for short in ("", "s" * 31):
+        assert run(capsys, "token", "--sub", "c", "--secret", short)[2] == (
+            "asgi-guard: error: the secret is shorter than 32 bytes; use 32 or more random bytes\n"
+        )
+
     config.write_text("[proxy]\n")
     monkeypatch.delenv("ASGI_GUARD_JWT__SECRET")
     assert run(capsys, "token", "--sub", "c", "--config", str(config))[2] == (

@@ -524,3 +524,12 @@ def test_check_finds_a_private_key_file(tmp_path: Path) -> None:
     public.write_text(orjson.dumps(public_jwks(KEYS)).decode())
     for path, found in [(private, ["AG022"]), (public, [])]:
         assert codes({**FULL, "jwt": {**FULL["jwt"], "jwks": str(path)}}) == found
+
+
+async def test_local_mode_keeps_a_configured_https_port() -> None:
+    """With https.https_port set, the local mode redirects there rather than to the client's port."""
+    config = {"dev": True, "https": {"https_port": 8443}}
+    async with client_for(
+        guard(RecordingApp(), config, environ={}), base_url="http://localhost:8000"
+    ) as client:
+        assert (await client.get("/a")).headers["location"] == "https://localhost:8443/a"
