@@ -8,6 +8,7 @@ from .config import GuardConfig, guard, load_config
 from .errors import ConfigurationError
 from .https import HTTPSRedirectMiddleware
 from .jwt import AnonymousUser, AuthenticatedUser, JWTAuthMiddleware, RequireScopes
+from .metrics import Decision, MetricsMiddleware
 from .proxy import ProxyHeadersMiddleware
 from .ratelimit import RateLimitMiddleware
 from .routes import RouteTable
@@ -18,11 +19,13 @@ __all__ = [
     "AnonymousUser",
     "AuthenticatedUser",
     "ConfigurationError",
+    "Decision",
     "Finding",
     "GuardConfig",
     "HTTPSRedirectMiddleware",
     "JSONLinesHandler",
     "JWTAuthMiddleware",
+    "MetricsMiddleware",
     "ProxyHeadersMiddleware",
     "RateLimitMiddleware",
     "RequestIdFilter",
