@@ -153,7 +153,7 @@ def _token(args: argparse.Namespace) -> int:
 def _check(args: argparse.Namespace) -> int:
     from .check import check
 
-    findings = check(args.config, workers=args.workers)
+    findings = check(args.config, workers=args.workers, app=args.app)
     for finding in findings:
         print(finding)
     errors = sum(1 for f in findings if f.level == "error")
@@ -208,6 +208,11 @@ def _parser() -> argparse.ArgumentParser:
     chk = commands.add_parser("check", help="report insecure or suspicious settings in a config")
     chk.add_argument("--config", required=True)
     chk.add_argument("--workers", type=int, default=1, help="server processes the app will run in")
+    chk.add_argument(
+        "--app",
+        metavar="MODULE:APP",
+        help="also compare the rules with this app's routes (Starlette, FastAPI, Litestar)",
+    )
     chk.set_defaults(handler=_check)
     return parser
 

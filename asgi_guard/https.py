@@ -19,6 +19,7 @@ from ._asgi import (
 )
 from .errors import ConfigurationError
 from .routes import RouteTable
+from .target import TargetError
 
 __all__ = ["HTTPSRedirectMiddleware"]
 
@@ -153,7 +154,10 @@ class HTTPSRedirectMiddleware:
             await self.app(scope, receive, send)
 
     def _is_exempt(self, scope: Scope) -> bool:
-        return self._exempt.match_scope(scope) is not None
+        try:
+            return self._exempt.match_scope(scope) is not None
+        except TargetError:  # not read as the app routes it: no exemption, redirect
+            return False
 
     def _redirect_host(self, scope: Scope) -> str | None:
         if self._host is not None:

@@ -28,6 +28,7 @@ from limits.storage import storage_from_string
 from ._asgi import ASGIApp, BoundedMemo, Problem, Receive, Scope, Send, request_info, with_headers
 from .errors import ConfigurationError
 from .routes import RouteTable
+from .target import TargetError
 
 __all__ = ["RateLimitMiddleware"]
 
@@ -426,7 +427,11 @@ class RateLimitMiddleware:
             return
         policy = self._default
         if self._rules:
-            policy = self._rules.match_scope(scope) or policy
+            try:
+                policy = self._rules.match_scope(scope) or policy
+            except TargetError as error:  # a path the app may route elsewhere: no policy fits
+                await error.problem.send(scope, receive, send)
+                return
         if policy is None or policy is _NO_LIMIT:
             await self.app(scope, receive, send)
             return

@@ -12,6 +12,7 @@ from typing import Any, Final, Literal
 from .._asgi import ASGIApp, Problem, Receive, Scope, Send, get_header
 from ..errors import ConfigurationError
 from ..routes import RouteTable
+from ..target import TargetError
 from . import tokens
 from .keys import ALG_FAMILY, KeyStore, RemoteKeys, VerifyKey, load_jwks, secret_key
 from .tokens import TokenError
@@ -362,7 +363,11 @@ class JWTAuthMiddleware:
             return
         rule = self._default
         if self._rules:
-            rule = self._rules.match_scope(scope) or self._default
+            try:
+                rule = self._rules.match_scope(scope) or self._default
+            except TargetError as error:  # a path the app may route elsewhere: no policy fits
+                await error.problem.send(scope, receive, send)
+                return
         if rule.deny:
             await _DENIED.send(scope, receive, send)
             return
