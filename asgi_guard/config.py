@@ -38,7 +38,7 @@ class ProxyConfig(_Section, frozen=True):
     """Trusted proxies (:class:`~asgi_guard.ProxyHeadersMiddleware`)."""
 
     trusted: list[str] = msgspec.field(default_factory=lambda: ["127.0.0.1", "::1"])
-    """IPs and CIDRs of the proxies whose forwarding headers are honoured."""
+    """IPs and CIDRs of the proxies, "unix" (unix-socket peers) or "unix:PATH" (one socket)."""
     mode: Literal["x-forwarded", "forwarded"] = "x-forwarded"
     """Which headers to read: X-Forwarded-* or RFC 7239 Forwarded."""
 
