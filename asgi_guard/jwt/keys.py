@@ -18,6 +18,7 @@ import orjson
 from joserfc.jwk import ECKey, Key, OctKey, OKPKey, RSAKey
 
 from ..errors import ConfigurationError
+from .fetch import get_bounded
 
 __all__ = ["ALG_FAMILY", "KeyStore", "RemoteKeys", "VerifyKey", "load_jwks"]
 
@@ -156,9 +157,14 @@ class RemoteKeys:
     - The TTL comes from ``Cache-Control: max-age``, clamped to 5-60 minutes (default 10).
     - A request arriving in the last fifth of the TTL starts a refresh in the background.
     - An unknown ``kid`` triggers at most one refetch per ``min_refetch`` seconds, whatever the
-      traffic; concurrent misses share one fetch (single flight).
+      traffic; concurrent misses share one fetch (single flight). Only these refetches count
+      toward that bound: a key rotated in right after the start-up fetch or a scheduled
+      refresh is fetched by the first token that names it.
+    - Each fetch (discovery document and key set together) has one deadline of ``timeout``
+      seconds, however slowly the server sends its answer.
     - On fetch failure the last good set keeps serving for ``max_stale`` seconds past its TTL.
-    - Responses over 64 KiB, redirects, non-200 answers and sets without a usable key are refused.
+    - Responses over 64 KiB (decoded: a gzip answer is inflated only up to the cap),
+      redirects, non-200 answers and sets without a usable key are refused.
     """
 
     def __init__(
@@ -191,48 +197,42 @@ class RemoteKeys:
         self._expires = 0.0
         self._ttl = _TTL_DEFAULT
         self._last_attempt = -1e18
+        self._last_kid_refetch = -1e18
         self._inflight: asyncio.Task[None] | None = None
 
     # -- fetching --------------------------------------------------------------------------
 
-    async def _get(self, client: Any, url: str) -> tuple[bytes, Any]:
-        if not url.startswith(("https://", "http://")):
-            raise ValueError("key URL must be http(s)")
-        async with client.stream("GET", url, headers={"accept": "application/json"}) as response:
-            if response.status_code != 200:
-                raise ValueError(f"status {response.status_code}")
-            body = b""
-            async for chunk in response.aiter_bytes():
-                body += chunk
-                if len(body) > _MAX_JWKS_BYTES:
-                    raise ValueError("response over 64 KiB")
-            return body, response.headers
-
     async def _fetch(self) -> None:
         self._last_attempt = self.clock()
         try:
-            async with self._httpx.AsyncClient(
-                timeout=self.timeout, follow_redirects=False
-            ) as client:
+            # One deadline for the whole exchange: httpx's timeout applies to each read, so a
+            # server trickling one byte a second would otherwise never time out.
+            async with (
+                asyncio.timeout(self.timeout),
+                self._httpx.AsyncClient(timeout=self.timeout, follow_redirects=False) as client,
+            ):
                 url = self.jwks_url
                 if url is None:
                     assert self.discovery_url is not None
-                    body, _ = await self._get(client, self.discovery_url)
+                    body, _ = await get_bounded(client, self.discovery_url, _MAX_JWKS_BYTES)
                     meta = orjson.loads(body)
                     url = meta.get("jwks_uri") if isinstance(meta, dict) else None
                     if not isinstance(url, str):
                         raise ValueError("discovery document has no jwks_uri")
                     self.jwks_url = url
-                body, headers = await self._get(client, url)
+                body, headers = await get_bounded(client, url, _MAX_JWKS_BYTES)
             keys = load_jwks(orjson.loads(body), option="jwks_url")
             if not keys:
                 raise ValueError("no usable signing key")
+        except TimeoutError:
+            logger.warning("JWKS fetch failed: no complete answer within %s s", self.timeout)
+            self._after_failure()
+            return
         except Exception as exc:  # any network, HTTP or JSON failure keeps the old set
             logger.warning(
                 "JWKS fetch failed: %s", type(exc).__name__ + (f": {exc}" if str(exc) else "")
             )
-            if self.loaded and self.clock() > self._expires + self.max_stale:
-                self._drop()
+            self._after_failure()
             return
         old = set(self.store.by_kid)
         self.store.replace(keys)
@@ -242,6 +242,10 @@ class RemoteKeys:
         removed = old - set(self.store.by_kid)
         if removed and self.on_change is not None:
             self.on_change(removed)
+
+    def _after_failure(self) -> None:
+        if self.loaded and self.clock() > self._expires + self.max_stale:
+            self._drop()
 
     def _start(self) -> asyncio.Task[None]:
         if self._inflight is None:
@@ -281,12 +285,18 @@ class RemoteKeys:
             self.on_change(removed)
 
     async def refetch_for_unknown_kid(self) -> bool:
-        """Refetch once for a token naming an unknown ``kid``; False when rate-limited."""
+        """Refetch once for a token naming an unknown ``kid``; False when rate-limited.
+
+        The bound counts only the refetches unknown kids trigger: the start-up fetch and
+        scheduled refreshes do not delay a key rotated in just after them.
+        """
         if self._inflight is not None:
             await asyncio.shield(self._inflight)
             return True
-        if self.clock() - self._last_attempt < self.min_refetch:
+        now = self.clock()
+        if now - self._last_kid_refetch < self.min_refetch:
             return False
+        self._last_kid_refetch = now
         await self._single_flight()
         return True
 
