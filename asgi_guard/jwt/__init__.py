@@ -454,7 +454,7 @@ class JWTAuthMiddleware:
             keys = self._keys.candidates(kid, alg)
             if keys:
                 return keys
-        if kid is not None and kid not in self._keys.by_kid:
+        if self._keys.kidless_refused(alg) if kid is None else kid not in self._keys.by_kid:
             raise TokenError(tokens.UNKNOWN_KEY)
         raise TokenError(tokens.BAD_ALG)
 
