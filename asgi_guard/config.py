@@ -122,6 +122,8 @@ class JWTConfig(_Section, frozen=True):
     """WWW-Authenticate realm."""
     cache_size: int = 10_000
     """Verified-token cache entries."""
+    cache_max_bytes: int = 32 * 1024 * 1024
+    """Memory the verified-token cache may hold, in bytes."""
     public_preflight: bool = True
     """Let CORS preflights through as on a public route (browsers send them without credentials)."""
 
