@@ -39,7 +39,7 @@ class ProxyConfig(_Section, frozen=True):
     """Trusted proxies (:class:`~asgi_guard.ProxyHeadersMiddleware`)."""
 
     trusted: list[str] = msgspec.field(default_factory=lambda: ["127.0.0.1", "::1"])
-    """IPs and CIDRs of the proxies whose forwarding headers are honoured."""
+    """IPs and CIDRs of the proxies, "unix" (unix-socket peers) or "unix:PATH" (one socket)."""
     mode: Literal["x-forwarded", "forwarded"] = "x-forwarded"
     """Which headers to read: X-Forwarded-* or RFC 7239 Forwarded."""
 
@@ -123,6 +123,8 @@ class JWTConfig(_Section, frozen=True):
     """WWW-Authenticate realm."""
     cache_size: int = 10_000
     """Verified-token cache entries."""
+    cache_max_bytes: int = 32 * 1024 * 1024
+    """Memory the verified-token cache may hold, in bytes."""
     public_preflight: bool = True
     """Let CORS preflights through as on a public route (browsers send them without credentials)."""
 
