@@ -119,7 +119,7 @@ for i = 1, #KEYS do
   if #counted > 0 then
     table.sort(counted, function(a, b) return a > b end)
     if ok == 1 then stamp = counted[#counted]
-    elseif cost <= limit then stamp = counted[limit - cost + 1] end
+    elseif cost <= limit then stamp = counted[limit - cost + 1] or 0 end
   end
   out[2 * i], out[2 * i + 1] = #counted, stamp
 end
