@@ -84,8 +84,10 @@ class RateLimitConfig(_Section, frozen=True):
     """IETF RateLimit headers; "legacy" adds X-RateLimit-*."""
     shadow: bool = False
     """Count and log, never refuse."""
-    on_storage_error: Literal["open", "closed"] = "open"
-    """Admit (open) or refuse with 503 (closed) while the storage fails."""
+    on_storage_error: Literal["open", "closed", "local"] = "open"
+    """Admit (open), refuse with 503 (closed) or count in process (local) while the storage fails."""
+    processes: int = 1
+    """Processes sharing the storage: the local fallback enforces each limit divided by it."""
     storage_timeout: float = 0.5
     """Seconds a network storage may take."""
     ipv6_prefix: int = 64
