@@ -10,8 +10,6 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
-import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -21,7 +19,7 @@ import pytest
 
 from asgi_guard import build_csp, guard, inline_script_hashes
 
-from .conftest import free_port
+from .conftest import uvicorn_server
 
 #: An inline script rewrites the paragraph: "blocked" stays only if the CSP stopped it.
 PAGE = (
@@ -95,29 +93,8 @@ CONFIG: dict[str, Any] = {
 @pytest.fixture(scope="module")
 def server() -> Iterator[int]:
     """The guarded pages on real uvicorn (httptools) on a free loopback port."""
-    import uvicorn
-
-    port = free_port()
-    config = uvicorn.Config(
-        guard(_app(), CONFIG, environ={}),
-        host="127.0.0.1",
-        port=port,
-        http="httptools",
-        log_level="warning",
-        access_log=False,
-        lifespan="off",
-    )
-    uv = uvicorn.Server(config)
-    thread = threading.Thread(target=uv.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not uv.started:
-        if time.monotonic() > deadline or not thread.is_alive():
-            pytest.fail("uvicorn did not start")
-        time.sleep(0.02)
-    yield port
-    uv.should_exit = True
-    thread.join(timeout=10)
+    with uvicorn_server(guard(_app(), CONFIG, environ={})) as port:
+        yield port
 
 
 def dump_dom(url: str, profile: Path) -> str:

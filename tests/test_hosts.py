@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from typing import Any
+from urllib.parse import urlsplit
 
 import orjson
 import pytest
@@ -222,3 +223,72 @@ def test_https_allowed_hosts_share_the_normalisation() -> None:
     redirect = HTTPSRedirectMiddleware(RecordingApp(), allowed_hosts=["bücher.example."])
     assert redirect._allowed is not None
     assert "xn--bcher-kva.example" in redirect._allowed
+
+
+def _exchange(port: int, request: bytes) -> bytes:
+    """Send one raw request over a fresh connection; the whole answer (the server closes)."""
+    import socket
+
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
+        sock.sendall(request)
+        chunks = []
+        while chunk := sock.recv(65536):
+            chunks.append(chunk)
+    return b"".join(chunks)
+
+
+#: Raw requests, and the status each server gives through the layer.
+RAW_REQUESTS = [
+    (b"GET /where HTTP/1.1\r\nHost: api.example.com\r\n", 200, 200),
+    (b"GET /where HTTP/1.1\r\nHost: API.example.com.:8443\r\n", 200, 200),
+    (b"GET /where HTTP/1.1\r\nHost: a.apps.example.com\r\n", 200, 200),
+    (b"GET /where HTTP/1.1\r\nHost: api.example.com \r\n", 200, 400),
+    (b"GET /where HTTP/1.1\r\nHost: evil.example\r\n", 400, 400),
+    (b"GET /where HTTP/1.1\r\nHost: api.example.com\r\nHost: evil.example\r\n", 400, 400),
+    (b"GET /where HTTP/1.1\r\nHost: evil.example\r\nHost: api.example.com\r\n", 400, 400),
+    (b"GET /where HTTP/1.1\r\nHost: api.example.com, evil.example\r\n", 400, 400),
+    (b"GET /where HTTP/1.1\r\nHost: api.example.com@evil.example\r\n", 400, 400),
+    (b"GET /where HTTP/1.1\r\nHost: evil.example:80@api.example.com\r\n", 400, 400),
+    # h11 hands the absolute form on as the path (no route: 404); httptools keeps the path.
+    (b"GET http://evil.example/where HTTP/1.1\r\nHost: api.example.com\r\n", 404, 200),
+    (b"GET http://api.example.com/where HTTP/1.1\r\nHost: evil.example\r\n", 400, 400),
+    (b"GET /where HTTP/1.0\r\n", 400, 400),
+    (
+        b"GET /where HTTP/1.1\r\nX-Forwarded-Host: api.example.com\r\nHost: evil.example\r\n",
+        400,
+        400,
+    ),
+]
+
+
+@pytest.mark.parametrize("http", ["h11", "httptools"])
+def test_the_host_checked_is_the_host_the_app_uses(http: str) -> None:
+    """Through real uvicorn, whenever a Starlette app answers, the host it builds URLs from is
+    an allowed one; every request with a foreign host is refused before the app.
+
+    h11 strips the whitespace around a field value (RFC 9110 section 5.5); httptools passes
+    ``"api.example.com "`` on as it came, which the app would put in its URLs: refused."""
+    from starlette.applications import Starlette
+    from starlette.requests import Request
+    from starlette.responses import PlainTextResponse
+    from starlette.routing import Route
+
+    from .conftest import uvicorn_server
+
+    async def where(request: Request) -> PlainTextResponse:
+        return PlainTextResponse(f"{request.url.hostname}|{request.url_for('where')}")
+
+    app = Starlette(routes=[Route("/where", where)])
+    stack = AllowedHostsMiddleware(app, allowed=["api.example.com", "*.apps.example.com"])
+    statuses = []
+    with uvicorn_server(stack, http) as port:
+        for raw, *_ in RAW_REQUESTS:
+            response = _exchange(port, raw + b"Connection: close\r\n\r\n")
+            statuses.append(int(response.split(b" ", 2)[1]))
+            if statuses[-1] == 200:
+                hostname, url = response.rpartition(b"\r\n\r\n")[2].decode().split("|")
+                linked = urlsplit(url).hostname or ""
+                for name in (hostname.lower(), linked):
+                    assert name.removesuffix(".") in ("api.example.com", "a.apps.example.com")
+    column = 1 if http == "h11" else 2
+    assert statuses == [row[column] for row in RAW_REQUESTS]
