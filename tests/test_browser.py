@@ -149,3 +149,68 @@ def test_foreign_host_refused_in_the_browser(server: int, tmp_path: Path) -> Non
     response = httpx.get(f"http://127.0.0.1:{server}/page", headers={"host": "localhost"})
     assert response.status_code == 400
     assert response.headers["content-type"] == "application/problem+json"
+
+
+#: Stands in for jsDelivr's swagger-ui-bundle.js (no network here): records that the page's
+#: inline script called it.
+SWAGGER_STUB = (
+    "window.SwaggerUIBundle = function (config) {"
+    " document.body.setAttribute('data-swagger', 'started ' + config.url); return {}; };"
+    "SwaggerUIBundle.presets = {apis: {}}; SwaggerUIBundle.SwaggerUIStandalonePreset = {};"
+)
+
+
+def test_fastapi_docs_inline_script_runs_under_its_hash(tmp_path: Path) -> None:
+    """FastAPI's real /docs page, under the documented CSP (its inline script allowed by hash),
+    starts Swagger UI in Chromium; with the API default CSP it does not."""
+    from fastapi import FastAPI
+    from fastapi.openapi.docs import get_swagger_ui_html
+    from fastapi.responses import HTMLResponse, Response
+
+    api = FastAPI(docs_url=None)
+    stub = "/static/swagger-ui-bundle.js"
+
+    def page() -> bytes:
+        # As FastAPI builds /docs, with the script served from loopback.
+        return bytes(
+            get_swagger_ui_html(
+                openapi_url=str(api.openapi_url),
+                title=f"{api.title} - Swagger UI",
+                oauth2_redirect_url=api.swagger_ui_oauth2_redirect_url,
+                init_oauth=api.swagger_ui_init_oauth,
+                swagger_ui_parameters=api.swagger_ui_parameters,
+                swagger_js_url=stub,
+                swagger_css_url="/static/swagger-ui.css",
+            ).body
+        )
+
+    @api.get("/docs", include_in_schema=False)
+    def docs() -> HTMLResponse:
+        return HTMLResponse(page())
+
+    @api.get("/plain-docs", include_in_schema=False)
+    def plain_docs() -> HTMLResponse:
+        return HTMLResponse(page())
+
+    @api.get(stub, include_in_schema=False)
+    def bundle() -> Response:
+        return Response(SWAGGER_STUB, media_type="text/javascript")
+
+    docs_csp = build_csp(
+        {
+            "default-src": ["'none'"],
+            "script-src": ["'self'", *inline_script_hashes(page())],
+            "style-src": ["'self'"],
+            "connect-src": ["'self'"],
+            "frame-ancestors": ["'none'"],
+        }
+    )
+    config = {
+        "headers": {},
+        "routes": [{"path": "GET /docs", "headers": {"content_security_policy": docs_csp}}],
+    }
+    with uvicorn_server(guard(api, config, environ={})) as port:
+        started = dump_dom(f"http://127.0.0.1:{port}/docs", tmp_path / "a")
+        default = dump_dom(f"http://127.0.0.1:{port}/plain-docs", tmp_path / "b")
+    assert 'data-swagger="started /openapi.json"' in started
+    assert "data-swagger" not in default
