@@ -10,6 +10,7 @@ from .headers import SecurityHeadersMiddleware, build_csp, inline_script_hashes
 from .hosts import AllowedHostsMiddleware
 from .https import HTTPSRedirectMiddleware
 from .jwt import AnonymousUser, AuthenticatedUser, JWTAuthMiddleware, RequireScopes
+from .metrics import Decision, MetricsMiddleware
 from .proxy import ProxyHeadersMiddleware
 from .ratelimit import RateLimitMiddleware
 from .routes import RouteTable
@@ -21,11 +22,13 @@ __all__ = [
     "AnonymousUser",
     "AuthenticatedUser",
     "ConfigurationError",
+    "Decision",
     "Finding",
     "GuardConfig",
     "HTTPSRedirectMiddleware",
     "JSONLinesHandler",
     "JWTAuthMiddleware",
+    "MetricsMiddleware",
     "ProxyHeadersMiddleware",
     "RateLimitMiddleware",
     "RequestIdFilter",

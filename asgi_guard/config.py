@@ -21,6 +21,7 @@ __all__ = [
     "HeadersConfig",
     "HostsConfig",
     "JWTConfig",
+    "MetricsConfig",
     "ProxyConfig",
     "RateLimitConfig",
     "RouteConfig",
@@ -199,6 +200,17 @@ class HostsConfig(_Section, frozen=True):
     """Route patterns answered whatever the Host (a health check addressed by IP)."""
 
 
+class MetricsConfig(_Section, frozen=True):
+    """Decision metrics (:class:`~asgi_guard.MetricsMiddleware`)."""
+
+    otel: bool = True
+    """Record through the OpenTelemetry metrics API (the ``metrics`` extra)."""
+    histogram: bool = True
+    """Also record asgi_guard.added_duration, the time the stack adds per request."""
+    on_decision: str | None = None
+    """A "module:function" called with every :class:`~asgi_guard.metrics.Decision`."""
+
+
 class RouteConfig(_Section, frozen=True):
     """Everything about one route, in one place; merged into the layers' own rules."""
 
@@ -235,6 +247,7 @@ class GuardConfig(_Section, frozen=True):
     access_log: AccessLogConfig | None = None
     headers: HeadersConfig | None = None
     hosts: HostsConfig | None = None
+    metrics: MetricsConfig | None = None
     routes: list[RouteConfig] = msgspec.field(default_factory=list)
 
 
@@ -247,6 +260,7 @@ _SECTIONS = {
     "access_log": AccessLogConfig,
     "headers": HeadersConfig,
     "hosts": HostsConfig,
+    "metrics": MetricsConfig,
 }
 
 
@@ -367,6 +381,7 @@ def guard(
     from .hosts import AllowedHostsMiddleware
     from .https import HTTPSRedirectMiddleware
     from .jwt import JWTAuthMiddleware
+    from .metrics import AppTimer, MetricsMiddleware
     from .proxy import ProxyHeadersMiddleware
     from .ratelimit import RateLimitMiddleware, _parse_limit
     from .routes import parse_pattern
@@ -426,6 +441,8 @@ def guard(
     # Built from the inside out. Sections use the layers' own option names, so each section's
     # fields are passed as they are, with the rules merged from `routes` overriding.
     stack: ASGIApp = app
+    if cfg.metrics is not None and cfg.metrics.otel and cfg.metrics.histogram:
+        stack = AppTimer(stack)  # innermost: the app's own time, subtracted from the stack's
     if cfg.validation is not None:
         stack = _build(
             "validation",
@@ -488,6 +505,51 @@ def guard(
             stack,
             **{**_options(cfg.access_log), "exclude": excluded},
         )
+    if cfg.metrics is not None:
+        # Outside every layer that refuses, so it sees each decision's final code.
+        deciding = [
+            ("host", cfg.hosts is not None),
+            ("https", cfg.https is not None),
+            ("ratelimit", ip_limits is not None),
+            ("jwt", cfg.jwt is not None),
+            ("ratelimit", identity_limits is not None),
+            ("validation", cfg.validation is not None),
+        ]
+        patterns = [
+            *(route.path for route in cfg.routes),
+            *jwt_rules,
+            *limit_rules,
+            *schemas,
+            *queries,
+            *exempt,
+            *excluded,
+        ]
+        hook = cfg.metrics.on_decision
+        stack = _build(
+            "metrics",
+            MetricsMiddleware,
+            stack,
+            layers=[layer for layer, present in deciding if present],
+            routes=_distinct_routes(patterns),
+            otel=cfg.metrics.otel,
+            histogram=cfg.metrics.histogram,
+            on_decision=None if hook is None else resolve(hook, "metrics.on_decision"),
+        )
     if cfg.proxy is not None:
         stack = _build("proxy", ProxyHeadersMiddleware, stack, **_options(cfg.proxy))
     return stack
+
+
+def _distinct_routes(patterns: list[str]) -> list[str]:
+    """The patterns, each route once: sections may name the same route in other spellings
+    (``GET /a`` in one, ``GET|HEAD /a`` in another), which one table cannot hold twice."""
+    from .routes import RouteTable
+
+    kept: list[str] = []
+    for pattern in dict.fromkeys(patterns):
+        try:
+            RouteTable.of_patterns([*kept, pattern], option="routes")
+        except ConfigurationError:
+            continue
+        kept.append(pattern)
+    return kept

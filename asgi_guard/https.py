@@ -13,6 +13,7 @@ from ._asgi import (
     Send,
     header_values,
     parse_host,
+    request_info,
     send_response,
     with_headers,
 )
@@ -173,6 +174,8 @@ class HTTPSRedirectMiddleware:
             path = root_path.encode() + path
         if not path.startswith(b"/"):
             path = b"/" + path
+        # A decision too: the access log and the metrics name the layer that answered.
+        request_info(scope).code = "https.redirect"
         location = b"https://" + host.encode() + _escape(path)
         query: bytes = scope.get("query_string", b"")
         if query:

@@ -292,3 +292,24 @@ def test_the_host_checked_is_the_host_the_app_uses(http: str) -> None:
                     assert name.removesuffix(".") in ("api.example.com", "a.apps.example.com")
     column = 1 if http == "h11" else 2
     assert statuses == [row[column] for row in RAW_REQUESTS]
+
+
+#: Decisions the metrics layer reports in the test below (its on_decision hook).
+DECISIONS: list[Any] = []
+
+
+async def test_metrics_count_host_refusals_as_the_host_layers() -> None:
+    """Under guard() with [metrics], a foreign Host is the host layer's decision; no later
+    layer is counted, and an allowed Host counts as admitted by it."""
+    config = {
+        "hosts": {"allowed": ["api.example.com"]},
+        "https": {},
+        "metrics": {"otel": False, "on_decision": "tests.test_hosts:DECISIONS.append"},
+    }
+    stack = guard(RecordingApp(), config, environ={})
+    DECISIONS.clear()
+    await answer(stack, [(b"host", b"evil.example")])
+    assert [(d.layer, d.code) for d in DECISIONS] == [("host", "host.not_allowed")]
+    DECISIONS.clear()
+    await answer(stack, [(b"host", b"api.example.com")])
+    assert [(d.layer, d.code) for d in DECISIONS] == [("host", "ok"), ("https", "ok")]
