@@ -6,6 +6,8 @@ from .accesslog import AccessLogMiddleware, JSONLinesHandler, RequestIdFilter, c
 from .check import Finding, check
 from .config import GuardConfig, guard, load_config
 from .errors import ConfigurationError
+from .headers import SecurityHeadersMiddleware, build_csp, inline_script_hashes
+from .hosts import AllowedHostsMiddleware
 from .https import HTTPSRedirectMiddleware
 from .jwt import AnonymousUser, AuthenticatedUser, JWTAuthMiddleware, RequireScopes
 from .metrics import Decision, MetricsMiddleware
@@ -16,6 +18,7 @@ from .validation import ValidationMiddleware, compile_schema, openapi_components
 
 __all__ = [
     "AccessLogMiddleware",
+    "AllowedHostsMiddleware",
     "AnonymousUser",
     "AuthenticatedUser",
     "ConfigurationError",
@@ -31,11 +34,14 @@ __all__ = [
     "RequestIdFilter",
     "RequireScopes",
     "RouteTable",
+    "SecurityHeadersMiddleware",
     "ValidationMiddleware",
+    "build_csp",
     "check",
     "compile_schema",
     "current_request_id",
     "guard",
+    "inline_script_hashes",
     "load_config",
     "openapi_components",
 ]

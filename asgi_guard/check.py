@@ -71,6 +71,15 @@ def check(
             f"HSTS max-age is {cfg.https.hsts_max_age} s, under six months.",
             "Set https.hsts_max_age = 31536000 once HTTPS works everywhere.",
         )
+    https_hosts = cfg.https is not None and cfg.https.allowed_hosts is not None
+    if cfg.proxy is not None and cfg.hosts is None and not https_hosts:
+        add(
+            "AG024",
+            "warning",
+            "Behind a proxy, no Host allow-list: any Host (or X-Forwarded-Host) reaches the app"
+            " and its redirects, links and caches (host header attacks).",
+            "Add [hosts] allowed = ['api.example.com'] (https.allowed_hosts follows it).",
+        )
     if cfg.proxy is not None and "*" in cfg.proxy.trusted:
         add(
             "AG003",

@@ -18,6 +18,8 @@ __all__ = [
     "AccessLogConfig",
     "GuardConfig",
     "HTTPSConfig",
+    "HeadersConfig",
+    "HostsConfig",
     "JWTConfig",
     "MetricsConfig",
     "ProxyConfig",
@@ -161,6 +163,47 @@ class AccessLogConfig(_Section, frozen=True):
     """Route patterns whose answers are logged only when they are errors (status >= 400)."""
 
 
+class HeadersConfig(_Section, frozen=True):
+    """Response security headers (:class:`~asgi_guard.SecurityHeadersMiddleware`).
+
+    Each header option takes a value, or "" to send no such header.
+    """
+
+    content_type_options: str | None = "nosniff"
+    """X-Content-Type-Options."""
+    frame_options: str | None = "DENY"
+    """X-Frame-Options: DENY or SAMEORIGIN."""
+    content_security_policy: str | dict[str, list[str]] | None = (
+        "default-src 'none'; frame-ancestors 'none'"
+    )
+    """Content-Security-Policy, as a string or a table of directive -> sources."""
+    referrer_policy: str | None = "no-referrer"
+    """Referrer-Policy."""
+    cross_origin_resource_policy: str | None = "same-origin"
+    """Cross-Origin-Resource-Policy."""
+    cross_origin_opener_policy: str | None = None
+    """Cross-Origin-Opener-Policy (off by default)."""
+    cross_origin_embedder_policy: str | None = None
+    """Cross-Origin-Embedder-Policy (off by default)."""
+    permissions_policy: str | dict[str, list[str]] | None = None
+    """Permissions-Policy, as a string or a table of feature -> origins (off by default)."""
+    cache_control: str | None = "no-store"
+    """Cache-Control on responses to requests with Authorization or Cookie, unless the app set one."""
+    extra: dict[str, str] = msgspec.field(default_factory=dict)
+    """Any other response headers to add."""
+    rules: dict[str, dict[str, Any]] = msgspec.field(default_factory=dict)
+    """Route pattern -> {option = value} overrides (a page with its own CSP)."""
+
+
+class HostsConfig(_Section, frozen=True):
+    """The Host allow-list (:class:`~asgi_guard.AllowedHostsMiddleware`)."""
+
+    allowed: list[str]
+    """Host names this service answers to: "api.example.com", "*.example.com"."""
+    exempt: list[str] = msgspec.field(default_factory=list)
+    """Route patterns answered whatever the Host (a health check addressed by IP)."""
+
+
 class MetricsConfig(_Section, frozen=True):
     """Decision metrics (:class:`~asgi_guard.MetricsMiddleware`)."""
 
@@ -193,6 +236,8 @@ class RouteConfig(_Section, frozen=True):
     """Serve over plain HTTP without redirect."""
     log: bool = True
     """false: log this route's answers only when they are errors (access_log.exclude)."""
+    headers: dict[str, Any] | None = None
+    """Security-header overrides for this route, e.g. {content_security_policy = "..."}."""
 
 
 class GuardConfig(_Section, frozen=True):
@@ -204,6 +249,8 @@ class GuardConfig(_Section, frozen=True):
     jwt: JWTConfig | None = None
     validation: ValidationConfig | None = None
     access_log: AccessLogConfig | None = None
+    headers: HeadersConfig | None = None
+    hosts: HostsConfig | None = None
     metrics: MetricsConfig | None = None
     routes: list[RouteConfig] = msgspec.field(default_factory=list)
 
@@ -215,6 +262,8 @@ _SECTIONS = {
     "jwt": JWTConfig,
     "validation": ValidationConfig,
     "access_log": AccessLogConfig,
+    "headers": HeadersConfig,
+    "hosts": HostsConfig,
     "metrics": MetricsConfig,
 }
 
@@ -323,8 +372,8 @@ def guard(
 ) -> ASGIApp:
     """Wrap ``app`` in the layers ``config`` enables, in the order that keeps them correct::
 
-        ProxyHeaders -> AccessLog -> HTTPSRedirect -> RateLimit(ip) -> JWTAuth
-            -> RateLimit(identity) -> Validation -> app
+        ProxyHeaders -> AccessLog -> AllowedHosts -> HTTPSRedirect -> SecurityHeaders
+            -> RateLimit(ip) -> JWTAuth -> RateLimit(identity) -> Validation -> app
 
     ``config`` is a :class:`GuardConfig`, a dict of the same shape, or the path of a TOML file
     (``pyproject.toml`` is read from ``[tool.asgi-guard]``). ``ASGI_GUARD_<SECTION>__<OPTION>``
@@ -332,6 +381,8 @@ def guard(
     :class:`ConfigurationError` here, at start-up, never at the first request.
     """
     from .accesslog import AccessLogMiddleware
+    from .headers import SecurityHeadersMiddleware
+    from .hosts import AllowedHostsMiddleware
     from .https import HTTPSRedirectMiddleware
     from .jwt import JWTAuthMiddleware
     from .metrics import AppTimer, MetricsMiddleware
@@ -353,6 +404,7 @@ def guard(
     }
     exempt = list(cfg.https.exempt) if cfg.https else []
     excluded = list(cfg.access_log.exclude) if cfg.access_log else []
+    header_rules = dict(cfg.headers.rules) if cfg.headers else {}
     for index, route in enumerate(cfg.routes):
         where = f"routes[{index}]"
         parse_pattern(route.path, f"{where}.path")
@@ -385,6 +437,10 @@ def guard(
             if cfg.access_log is None:
                 raise ConfigurationError(f"{where}.log", "needs an [access_log] section")
             excluded.append(route.path)
+        if route.headers is not None:
+            if cfg.headers is None:
+                raise ConfigurationError(f"{where}.headers", "needs a [headers] section")
+            header_rules[route.path] = route.headers
 
     # Built from the inside out. Sections use the layers' own option names, so each section's
     # fields are passed as they are, with the rules merged from `routes` overriding.
@@ -427,10 +483,25 @@ def guard(
         stack = _build("jwt", JWTAuthMiddleware, stack, **{**_options(cfg.jwt), "rules": jwt_rules})
     if ip_limits is not None:
         stack = _build("rate_limit", RateLimitMiddleware, stack, **ip_limits)
-    if cfg.https is not None:
+    # Security headers outside every layer that refuses (429, 401, 403, 413, 422), so its
+    # refusals carry them too.
+    if cfg.headers is not None:
         stack = _build(
-            "https", HTTPSRedirectMiddleware, stack, **{**_options(cfg.https), "exempt": exempt}
+            "headers",
+            SecurityHeadersMiddleware,
+            stack,
+            **{**_options(cfg.headers), "rules": header_rules},
         )
+    if cfg.https is not None:
+        https_options = {**_options(cfg.https), "exempt": exempt}
+        if cfg.https.allowed_hosts is None and cfg.hosts is not None:
+            # A redirect may point only where requests are served.
+            https_options["allowed_hosts"] = cfg.hosts.allowed
+        stack = _build("https", HTTPSRedirectMiddleware, stack, **https_options)
+    # After ProxyHeaders (the forwarded Host is the one checked), inside the access log (its
+    # refusals are logged), before everything else.
+    if cfg.hosts is not None:
+        stack = _build("hosts", AllowedHostsMiddleware, stack, **_options(cfg.hosts))
     if cfg.access_log is not None:
         stack = _build(
             "access_log",
@@ -441,6 +512,7 @@ def guard(
     if cfg.metrics is not None:
         # Outside every layer that refuses, so it sees each decision's final code.
         deciding = [
+            ("host", cfg.hosts is not None),
             ("https", cfg.https is not None),
             ("ratelimit", ip_limits is not None),
             ("jwt", cfg.jwt is not None),

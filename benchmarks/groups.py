@@ -823,7 +823,14 @@ BUILDERS: list[tuple[tuple[str, ...], Callable[[], Group | list[Group]]]] = [
     (("layer:accesslog", "library:logging"), accesslog_layer),
     (("layer:metrics",), metrics_layer),
     (("stack:get", "stack:post"), stacks),
+    (("layer:headers", "layer:hosts"), lambda: _headers_groups()),
 ]
+
+
+def _headers_groups() -> list[Group]:
+    from .headers import build  # imports this module: loaded only when run
+
+    return build()
 
 
 def build_groups(only: list[str] | None = None) -> list[Group]:

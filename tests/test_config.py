@@ -37,6 +37,8 @@ FULL: dict[str, Any] = {
     "rate_limit": {"limit": "100/minute", "identity_limit": "50/minute"},
     "jwt": {"jwks": public_jwks(KEYS), "issuer": DEV_ISSUER, "audience": DEV_AUDIENCE},
     "validation": {"max_body_size": 1000},
+    "hosts": {"allowed": ["testserver"]},
+    "headers": {},
     "routes": [
         {"path": "/health", "public": True},
         {
@@ -66,7 +68,9 @@ def test_stack_order() -> None:
     assert layers(guard(RecordingApp(), FULL, environ={})) == [
         "ProxyHeadersMiddleware",
         "AccessLogMiddleware",
+        "AllowedHostsMiddleware",
         "HTTPSRedirectMiddleware",
+        "SecurityHeadersMiddleware",
         "RateLimitMiddleware(ip)",
         "JWTAuthMiddleware",
         "RateLimitMiddleware(by_claim)",
@@ -77,8 +81,9 @@ def test_stack_order() -> None:
 def test_identity_key_moves_the_limit_after_jwt() -> None:
     """key = 'sub' puts the only rate-limit layer after authentication."""
     config = {**FULL, "rate_limit": {"limit": "10/minute", "key": "sub"}}
-    assert layers(guard(RecordingApp(), config, environ={}))[2:5] == [
+    assert layers(guard(RecordingApp(), config, environ={}))[3:7] == [
         "HTTPSRedirectMiddleware",
+        "SecurityHeadersMiddleware",
         "JWTAuthMiddleware",
         "RateLimitMiddleware(by_claim)",
     ]
