@@ -32,6 +32,7 @@ from ._asgi import (
 )
 from .errors import ConfigurationError
 from .routes import RouteTable
+from .target import TargetError
 
 __all__ = [
     "AccessLogMiddleware",
@@ -353,8 +354,12 @@ class AccessLogMiddleware:
             return
         exchange = _Exchange(self, scope, send)
         # Matched now: a router inside may rewrite the scope's root_path before the record.
-        if self._exclude is not None and self._exclude.match_scope(scope) is not None:
-            exchange.quiet = True
+        if self._exclude is not None:
+            try:
+                quiet = self._exclude.match_scope(scope) is not None
+            except TargetError:  # not read as the app routes it: logged, never quiet
+                quiet = False
+            exchange.quiet = quiet
         token = _request_id.set(exchange.request_id)
         try:
             await self.app(scope, receive, exchange.send)

@@ -206,7 +206,9 @@ def _check(args: argparse.Namespace) -> int:
         config = find_config(args.config)
     except ServeError as exc:
         raise _Fail(str(exc)) from None
-    findings = check(config, workers=args.workers)
+    if args.app is not None:
+        sys.path.insert(0, os.getcwd())  # "module:app" from the current folder, as serve does
+    findings = check(config, workers=args.workers, app=args.app)
     for finding in findings:
         print(finding)
     errors = sum(1 for f in findings if f.level == "error")
@@ -313,6 +315,11 @@ def _parser() -> argparse.ArgumentParser:
     chk = command("check", "report insecure or suspicious settings in a config")
     chk.add_argument("--config", help="the config (default: ./guard.toml, else ./pyproject.toml)")
     chk.add_argument("--workers", type=int, default=1, help="server processes the app will run in")
+    chk.add_argument(
+        "--app",
+        metavar="MODULE:APP",
+        help="also compare the rules with this app's routes (Starlette, FastAPI, Litestar)",
+    )
     chk.set_defaults(handler=_check)
     return parser
 

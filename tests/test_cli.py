@@ -95,10 +95,10 @@ def test_check_command(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> No
     code, out, _ = run(capsys, "check", "--config", str(bad))
     assert code == 1
     assert "AG003 [error] proxy.trusted contains '*'" in out
-    assert out.splitlines()[-1] == "7 finding(s), 3 error(s)"
+    assert out.splitlines()[-1] == "8 finding(s), 3 error(s)"
     good = tmp_path / "good.toml"
     good.write_text(
-        '[proxy]\n[access_log]\n[https]\nhost = "api.example.com"\n[rate_limit]\nlimit = "10/second"\n[validation]\n'
+        '[proxy]\n[hosts]\nallowed = ["api.example.com"]\n[access_log]\n[https]\n[rate_limit]\nlimit = "10/second"\n[validation]\n'
         '[jwt]\nsecret = "0123456789abcdef0123456789abcdef"\nissuer = "i"\naudience = "a"\n'
     )
     assert run(capsys, "check", "--config", str(good)) == (0, "0 finding(s), 0 error(s)\n", "")

@@ -37,6 +37,8 @@ FULL: dict[str, Any] = {
     "rate_limit": {"limit": "100/minute", "identity_limit": "50/minute"},
     "jwt": {"jwks": public_jwks(KEYS), "issuer": DEV_ISSUER, "audience": DEV_AUDIENCE},
     "validation": {"max_body_size": 1000},
+    "hosts": {"allowed": ["testserver"]},
+    "headers": {},
     "routes": [
         {"path": "/health", "public": True},
         {
@@ -66,7 +68,9 @@ def test_stack_order() -> None:
     assert layers(guard(RecordingApp(), FULL, environ={})) == [
         "ProxyHeadersMiddleware",
         "AccessLogMiddleware",
+        "AllowedHostsMiddleware",
         "HTTPSRedirectMiddleware",
+        "SecurityHeadersMiddleware",
         "RateLimitMiddleware(ip)",
         "JWTAuthMiddleware",
         "RateLimitMiddleware(by_claim)",
@@ -77,8 +81,9 @@ def test_stack_order() -> None:
 def test_identity_key_moves_the_limit_after_jwt() -> None:
     """key = 'sub' puts the only rate-limit layer after authentication."""
     config = {**FULL, "rate_limit": {"limit": "10/minute", "key": "sub"}}
-    assert layers(guard(RecordingApp(), config, environ={}))[2:5] == [
+    assert layers(guard(RecordingApp(), config, environ={}))[3:7] == [
         "HTTPSRedirectMiddleware",
+        "SecurityHeadersMiddleware",
         "JWTAuthMiddleware",
         "RateLimitMiddleware(by_claim)",
     ]
@@ -507,13 +512,19 @@ def test_check_refuses_what_guard_refuses() -> None:
         ),
         ({"jwt": {**FULL["jwt"], "jwks": KEYS}}, "AG022", "error"),
         ({"proxy": None}, "AG023", "warning"),
-        ({"https": {"exempt": ["/health"]}}, "AG024", "warning"),
     ],
 )
 def test_check_first_hour_findings(change: dict[str, Any], code: str, level: str) -> None:
     """Settings that work on a laptop but not in production are each one finding."""
     config = {k: v for k, v in {**FULL, **change}.items() if v is not None}
     assert [(f.code, f.level) for f in check(config, environ={})] == [(code, level)]
+
+
+def test_check_redirect_to_any_host() -> None:
+    """Without a proxy (AG024's case) or any host list, the redirect follows the client's Host."""
+    config = {**{k: v for k, v in FULL.items() if k not in ("proxy", "hosts")}, "https": {}}
+    assert codes(config) == ["AG023", "AG025"]
+    assert codes({**config, "https": {"host": "api.example.com"}}) == ["AG023"]
 
 
 def test_check_finds_a_private_key_file(tmp_path: Path) -> None:
