@@ -6,6 +6,7 @@ import contextlib
 import json
 import os
 import re
+import ssl
 import subprocess
 import sys
 import threading
@@ -147,7 +148,7 @@ def _wait_for(url: str, proc: subprocess.Popen[bytes] | None = None, timeout: fl
         if proc is not None and proc.poll() is not None:
             raise AssertionError(f"server exited with {proc.returncode}")
         try:
-            httpx.get(url, timeout=0.5)
+            httpx.get(url, timeout=0.5, verify=False)  # a probe: only whether it answers
             return
         except httpx.TransportError:
             time.sleep(0.1)
@@ -595,3 +596,71 @@ def test_serve_is_a_drop_in_for_uvicorn(tmp_path: Path) -> None:
         answer = httpx.get(f"http://127.0.0.1:{port}/x", headers={"x-forwarded-for": "192.0.2.9"})
     assert (answer.status_code, answer.text) == (200, "/api 192.0.2.9")
     assert answer.headers["ratelimit-policy"] == '"1000-per-1s";q=1000;w=1'
+
+
+def _self_signed(folder: Path) -> tuple[Path, Path]:
+    """A certificate for 127.0.0.1 and its key, as mkcert would make for a laptop."""
+    import datetime
+    import ipaddress
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
+    now = datetime.datetime.now(datetime.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=1))
+        .not_valid_after(now + datetime.timedelta(hours=1))
+        .add_extension(
+            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
+            critical=False,
+        )
+        .sign(key, hashes.SHA256())
+    )
+    cert_file, key_file = folder / "cert.pem", folder / "key.pem"
+    cert_file.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_file.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    return cert_file, key_file
+
+
+def test_serve_dev_over_tls_for_a_browser(tmp_path: Path) -> None:
+    """serve --dev with uvicorn's --ssl-* options: the page a browser opens is served over
+    https on the same port, with HSTS max-age=0 (nothing to unlearn for localhost later)."""
+    cert_file, key_file = _self_signed(tmp_path)
+    (tmp_path / "docs_app.py").write_text(
+        "async def app(scope, receive, send):\n"
+        "    assert scope['type'] == 'http'\n"
+        "    await send({'type': 'http.response.start', 'status': 200, 'headers': []})\n"
+        "    await send({'type': 'http.response.body', 'body': scope['scheme'].encode()})\n"
+    )
+    (tmp_path / "guard.toml").write_text(
+        '[proxy]\ntrusted = ["10.0.0.0/8"]\n[https]\nallowed_hosts = ["api.example.com"]\n'
+    )
+    port = free_port()
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent)}
+    argv = [
+        *(sys.executable, "-m", "asgi_guard", "serve", "docs_app:app", "--dev"),
+        *("--port", str(port), "--log-level", "warning"),
+        *("--ssl-certfile", str(cert_file), "--ssl-keyfile", str(key_file)),
+    ]
+    with (
+        serving(argv, tmp_path, env, f"https://127.0.0.1:{port}/"),
+        httpx.Client(verify=ssl.create_default_context(cafile=str(cert_file))) as client,
+    ):
+        page = client.get(f"https://127.0.0.1:{port}/docs")
+    assert (page.status_code, page.text) == (200, "https")
+    assert page.headers["strict-transport-security"] == "max-age=0"
