@@ -514,11 +514,18 @@ def test_token_help_shows_the_defaults(capsys: pytest.CaptureFixture[str]) -> No
         assert text in out
 
 
+def in_folder(folder: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Run an in-process serve from ``folder``; what it sets (environment, sys.path) is undone."""
+    monkeypatch.chdir(folder)
+    monkeypatch.setattr(os, "environ", os.environ.copy())
+    monkeypatch.setattr(sys, "path", list(sys.path))
+
+
 def test_serve_refuses_what_check_calls_an_error(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """serve --workers 2 with memory storage prints check's error and does not start."""
-    monkeypatch.chdir(tmp_path)
+    in_folder(tmp_path, monkeypatch)
     (tmp_path / "guard.toml").write_text('[rate_limit]\nlimit = "5/second"\n')
     code, out, err = run(capsys, "serve", "tests.conftest:RecordingApp", "--workers", "2")
     assert (code, out) == (2, "")
@@ -550,7 +557,7 @@ def test_serve_checks_uvicorn_options_first(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """Options for uvicorn are checked by uvicorn's parser before anything starts."""
-    monkeypatch.chdir(tmp_path)
+    in_folder(tmp_path, monkeypatch)
     (tmp_path / "guard.toml").write_text("[proxy]\n")
     code, _, err = run(capsys, "serve", "tests.conftest:RecordingApp", *extra)
     assert code == 2
@@ -562,7 +569,7 @@ def test_serve_without_a_config_says_where_it_looked(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """With no --config, no guard.toml and no [tool.asgi-guard], serve names what it wants."""
-    monkeypatch.chdir(tmp_path)
+    in_folder(tmp_path, monkeypatch)
     (tmp_path / "pyproject.toml").write_text("[project]\nname = 'x'\n")
     assert run(capsys, "serve", "tests.conftest:RecordingApp")[2] == (
         "asgi-guard: error: no config: give --config FILE, or add guard.toml or"
