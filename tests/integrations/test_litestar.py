@@ -150,7 +150,10 @@ class Order(msgspec.Struct, forbid_unknown_fields=True):
 def _orders_handler(opt: dict[str, Any]) -> Any:
     @post("/orders", opt=opt, sync_to_thread=False, name="create_order")
     def create_order(request: Request[Any, Any, Any]) -> dict[str, Any]:
-        return {"body": msgspec.to_builtins(request.scope["state"].get("validated_body"))}
+        body = request.scope["state"].get("validated_body")
+        return {
+            "body": body.model_dump() if hasattr(body, "model_dump") else msgspec.to_builtins(body)
+        }
 
     return create_order
 
@@ -262,3 +265,35 @@ async def test_plugin_documents_security_and_request_body() -> None:
     async with client_for(Litestar([who], logging_config=None)) as client:
         plain = (await client.get("/schema/openapi.json")).json()
     assert "securitySchemes" not in plain.get("components", {})
+
+
+async def test_plugin_takes_a_pydantic_model_as_opt_schema() -> None:
+    """A pydantic model in opt is validated by the guard and documented inline, nested models
+    included (Litestar writes its own components, so none are referred to)."""
+    from pydantic import BaseModel, Field
+
+    class Line(BaseModel):
+        sku: str = Field(min_length=1)
+
+    class Basket(BaseModel):
+        lines: list[Line]
+
+    app = Litestar(
+        [_orders_handler({"schema": Basket})], plugins=[GuardPlugin()], logging_config=None
+    )
+    json = {"content-type": "application/json"}
+    async with client_for(app) as client:
+        ok = await client.post("/orders", content=b'{"lines": [{"sku": "a"}]}', headers=json)
+        bad = await client.post("/orders", content=b'{"lines": [{"sku": ""}]}', headers=json)
+        document = (await client.get("/schema/openapi.json")).json()
+    assert (ok.status_code, ok.json()) == (201, {"body": {"lines": [{"sku": "a"}]}})
+    assert (bad.status_code, bad.json()["errors"]) == (
+        422,
+        [{"loc": "$.lines[0].sku", "msg": "String should have at least 1 character"}],
+    )
+    schema = document["paths"]["/orders"]["post"]["requestBody"]["content"]["application/json"]
+    assert schema["schema"]["properties"]["lines"]["items"]["properties"]["sku"] == {
+        "minLength": 1,
+        "title": "Sku",
+        "type": "string",
+    }
