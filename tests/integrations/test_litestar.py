@@ -121,7 +121,7 @@ async def test_extra_slashes_are_held_to_the_same_policy() -> None:
         return {"ok": "yes"}
 
     app = guard(
-        Litestar([orders]),
+        Litestar([orders], logging_config=None),  # leaves the process's logging alone
         get_orders_policy("l-api", "6/minute"),
     )
     reader = bearer("l-api", "orders:read")
@@ -171,6 +171,14 @@ def _orders_handler(opt: dict[str, Any]) -> Any:
             "handler 'create_order' opt['schema']: not a type msgspec can validate",
         ),
         ({"schema": "nowhere:Model"}, "handler 'create_order' opt['schema']: cannot import"),
+        (
+            {"scope": "a"},
+            "handler 'create_order' opt['scope']: not a policy (did you mean 'scopes'?)",
+        ),
+        (
+            {"limits": "1/second"},
+            "handler 'create_order' opt['limits']: not a policy (did you mean",
+        ),
     ],
 )
 def test_plugin_refuses_a_bad_policy_at_start_up(opt: dict[str, Any], message: str) -> None:
