@@ -548,3 +548,14 @@ async def test_local_mode_keeps_a_configured_https_port() -> None:
         guard(RecordingApp(), config, environ={}), base_url="http://localhost:8000"
     ) as client:
         assert (await client.get("/a")).headers["location"] == "https://localhost:8443/a"
+
+
+def test_teaching_leaves_other_messages_alone() -> None:
+    """A path that is no config option, or an option of no struct, keeps msgspec's message;
+    a table option given a plain string from the environment is msgspec's to refuse."""
+    from asgi_guard._teach import teach
+
+    for where in ("jwt.issuer.x", "jwt.nothing", "routes[0].nope"):
+        assert teach(GuardConfig, where, "Invalid enum value 'x'") == "Invalid enum value 'x'"
+    with pytest.raises(ConfigurationError, match=r"^jwt\.rules: Expected `object`, got `str`$"):
+        load_config({}, environ={"ASGI_GUARD_JWT__RULES": "public"})

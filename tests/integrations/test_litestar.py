@@ -305,3 +305,34 @@ async def test_plugin_takes_a_pydantic_model_as_opt_schema() -> None:
         "title": "Sku",
         "type": "string",
     }
+
+
+class Tree(msgspec.Struct):
+    name: str
+    children: list[Tree] = []
+
+
+def test_plugin_documents_json_schema_and_recursive_bodies() -> None:
+    """A JSON Schema in opt is documented as it is; a recursive type is inlined once, its
+    recursion left open ({}), so the document never refers to a missing component."""
+    schema = {"type": "object", "properties": {"n": {"type": "integer"}}, "required": ["n"]}
+
+    @post("/numbers", opt={"schema": schema}, sync_to_thread=False)
+    def numbers() -> None:
+        return None
+
+    @post("/trees", opt={"schema": Tree}, sync_to_thread=False)
+    def trees() -> None:
+        return None
+
+    app = Litestar([numbers, trees], plugins=[GuardPlugin()], logging_config=None)
+    paths = app.openapi_schema.to_schema()["paths"]
+    body = {
+        p: paths[p]["post"]["requestBody"]["content"]["application/json"]["schema"] for p in paths
+    }
+    assert body["/numbers"] == schema
+    assert body["/trees"]["properties"]["children"] == {
+        "type": "array",
+        "items": {},
+        "default": [],
+    }
