@@ -86,6 +86,7 @@ class HTTPSRedirectMiddleware:
         https_port: int = 443,
         exempt: Iterable[str] = (),
         status_code: int = 308,
+        keep_port: bool = False,
     ) -> None:
         if status_code not in _REDIRECT_CODES:
             raise ConfigurationError(
@@ -103,6 +104,7 @@ class HTTPSRedirectMiddleware:
         self.app = app
         self.status_code = status_code
         self._port_suffix = "" if https_port == 443 else f":{https_port}"
+        self._keep_port = keep_port
 
         self._host: str | None = None
         if host is not None:
@@ -162,6 +164,8 @@ class HTTPSRedirectMiddleware:
         name = parsed[0].removesuffix(".")
         if self._allowed is not None and name not in self._allowed:
             return None
+        if self._keep_port and parsed[1] is not None:
+            return f"{name}:{parsed[1]}"
         return name + self._port_suffix
 
     async def _redirect(self, scope: Scope, receive: Receive, send: Send) -> None:

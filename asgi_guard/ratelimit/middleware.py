@@ -59,6 +59,12 @@ class _Policy:
 _NO_LIMIT: Final = _Policy([], "", 0)
 
 
+_LIMIT_FORMS: Final = (
+    "accepted: '100/minute', '100 per minute', '10/5 seconds', several joined by ';'"
+    " ('10/second;1000/hour'); units: second, minute, hour, day, month, year"
+)
+
+
 def _parse_limit(option: str, value: Any) -> list[RateLimitItem]:
     if not isinstance(value, str):
         raise ConfigurationError(
@@ -67,9 +73,9 @@ def _parse_limit(option: str, value: Any) -> list[RateLimitItem]:
     try:
         items = parse_many(value)
     except (ValueError, LimitsConfigurationError):
-        raise ConfigurationError(option, f"invalid rate {value!r}") from None
+        raise ConfigurationError(option, f"invalid rate {value!r}; {_LIMIT_FORMS}") from None
     if not items or any(item.amount < 1 for item in items):
-        raise ConfigurationError(option, f"invalid rate {value!r}")
+        raise ConfigurationError(option, f"invalid rate {value!r}; {_LIMIT_FORMS}")
     return items
 
 
