@@ -22,6 +22,7 @@ from .._asgi import (
 )
 from ..errors import ConfigurationError
 from ..routes import RouteTable
+from ..target import TargetError
 from . import redaction
 from .handler import OUTPUTS, Output, prepare_output
 from .redaction import CREDENTIAL_SHAPES, bounded, normalise, redact_header, sensitive_name
@@ -151,8 +152,12 @@ class AccessLogMiddleware(RecordWriter):
             return
         exchange = _Exchange(self, scope, send)
         # Matched now: a router inside may rewrite the scope's root_path before the record.
-        if self._exclude is not None and self._exclude.match_scope(scope) is not None:
-            exchange.quiet = True
+        if self._exclude is not None:
+            try:
+                quiet = self._exclude.match_scope(scope) is not None
+            except TargetError:  # not read as the app routes it: logged, never quiet
+                quiet = False
+            exchange.quiet = quiet
         token = request_id_var.set(exchange.request_id)
         try:
             await self.app(scope, receive, exchange.send)

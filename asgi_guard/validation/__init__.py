@@ -23,6 +23,7 @@ from .._asgi import (
 )
 from ..errors import ConfigurationError
 from ..routes import RouteTable
+from ..target import TargetError
 from .schema import compile_schema
 
 __all__ = ["ValidationMiddleware", "compile_schema", "openapi_components"]
@@ -348,16 +349,23 @@ class ValidationMiddleware:
         self._media_types = BoundedMemo(max_entries=256)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or not self._any:
+        kind = scope["type"]
+        if (kind != "http" and kind != "websocket") or not self._any:
             await self.app(scope, receive, send)
             return
-        route = self._routes.match_scope(scope)
+        try:
+            route = self._routes.match_scope(scope)
+        except TargetError as error:  # a path the app may route elsewhere: no schema fits
+            await error.problem.send(scope, receive, send)
+            return
         if route is None:
             await self.app(scope, receive, send)
             return
+        # A websocket handshake's query is checked like a request's, before accept; it has
+        # no body to validate.
         if route.query is not None and not await self._query(route, scope, receive, send):
             return
-        if route.body is None:
+        if route.body is None or kind != "http":
             await self.app(scope, receive, send)
             return
 
