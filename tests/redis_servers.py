@@ -100,8 +100,14 @@ class RedisCluster:
 
     def start(self) -> RedisCluster:
         for _ in range(3):
+            # The bus port is set too: by default it is the port + 10000, which may be taken.
             node = RedisServer(None, "--cluster-enabled", "yes", "--cluster-node-timeout", "2000")
-            node.extra += ("--cluster-config-file", os.path.join(node.dir, "nodes.conf"))
+            node.extra += (
+                "--cluster-config-file",
+                os.path.join(node.dir, "nodes.conf"),
+                "--cluster-port",
+                str(free_port()),
+            )
             self.nodes.append(node.start())
         subprocess.run(
             [

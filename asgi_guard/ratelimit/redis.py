@@ -183,7 +183,9 @@ class RedisCounters:
         self.strategy = strategy
         self.timeout = timeout
         self.connections = connections
-        self._script = self.client.register_script(_SCRIPTS[strategy])
+        self._source = _SCRIPTS[strategy]
+        self._sha: str | None = None
+        self._loading = asyncio.Lock()
         self._slots = asyncio.Semaphore(connections)
         self._last_reply = 0.0  # on the loop's clock minus busy time
         self.busy = 0.0  # seconds the loop ran the heartbeat late while calls were pending
@@ -206,7 +208,7 @@ class RedisCounters:
             async with asyncio.timeout(None) as deadline:
                 watch.arm(deadline)
                 async with self._slots:
-                    reply = await self._script(keys=[key for key, _, _ in items], args=args)
+                    reply = await self._script([key for key, _, _ in items], args)
                 self._last_reply = loop.time() - self.busy
         finally:
             watch.cancel()
@@ -219,6 +221,26 @@ class RedisCounters:
             raw = (a,) if strategy == FIXED else (a, b)
             results.append(figures(strategy, raw, limit, window, cost, now, admitted))
         return admitted, results
+
+    async def _script(self, keys: list[str], args: list[int]) -> Any:
+        """EVALSHA, loading the script first. One task loads it while the others wait: redis-py's
+        cluster client, asked to load it from many tasks at once, fails with closed transports."""
+        from redis.exceptions import NoScriptError
+
+        try:
+            return await self.client.evalsha(await self._loaded(), len(keys), *keys, *args)
+        except NoScriptError:  # the server restarted or failed over: load it again, once
+            self._sha = None
+            return await self.client.evalsha(await self._loaded(), len(keys), *keys, *args)
+
+    async def _loaded(self) -> str:
+        sha = self._sha
+        if sha is None:
+            async with self._loading:
+                sha = self._sha
+                if sha is None:
+                    sha = self._sha = await self.client.script_load(self._source)
+        return sha
 
     def busy_at(self, now: float) -> float:
         """The loop's busy time until ``now``, an overdue heartbeat's lateness included."""
