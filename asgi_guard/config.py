@@ -2,11 +2,8 @@
 
 from __future__ import annotations
 
-import difflib
 import importlib
-import json
 import os
-import re
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
@@ -15,6 +12,7 @@ from typing import Any, Literal
 import msgspec
 
 from ._asgi import ASGIApp
+from ._teach import did_you_mean, env_value, struct_fields, teach
 from .errors import ConfigurationError
 
 __all__ = [
@@ -290,32 +288,6 @@ def _read_file(path: Path) -> dict[str, Any]:
     return data
 
 
-def _did_you_mean(name: str, known: Any) -> str:
-    """`` (did you mean 'x'?)`` for a near miss among ``known``, else nothing."""
-    close = difflib.get_close_matches(name, list(known), n=1, cutoff=0.6)
-    return f" (did you mean {close[0]!r}?)" if close else ""
-
-
-def _env_value(name: str, value: str, kind: msgspec.inspect.Type) -> Any:
-    """A variable's value for an option of type ``kind``: JSON for lists and tables, or a
-    comma-separated list (``10.0.0.0/8,127.0.0.1``) for an option that is only a list."""
-    kinds = kind.types if isinstance(kind, msgspec.inspect.UnionType) else (kind,)
-    containers = (msgspec.inspect.ListType, msgspec.inspect.DictType, msgspec.inspect.AnyType)
-    if not any(isinstance(k, containers) for k in kinds):
-        return value  # str, int, bool, enum: msgspec converts the string (strict=False)
-    text = value.strip()
-    if text.startswith(("[", "{")):
-        try:
-            return json.loads(text)
-        except ValueError as exc:
-            raise ConfigurationError(name, f"is not valid JSON: {exc}") from None
-    if any(isinstance(k, msgspec.inspect.StrType) for k in kinds):
-        return value  # a string is one of the accepted forms: take it as it is
-    if any(isinstance(k, msgspec.inspect.ListType) for k in kinds):
-        return [item.strip() for item in text.split(",") if item.strip()]
-    return value
-
-
 def _apply_env(data: dict[str, Any], environ: Mapping[str, str]) -> dict[str, Any]:
     """ASGI_GUARD_<SECTION>__<OPTION>=value overrides (secrets stay out of files), and
     ASGI_GUARD_DEV for the local mode."""
@@ -328,67 +300,19 @@ def _apply_env(data: dict[str, Any], environ: Mapping[str, str]) -> dict[str, An
         section, _, option = name[len(_ENV_PREFIX) :].lower().partition("__")
         if section not in _SECTIONS:
             raise ConfigurationError(
-                name, f"unknown section {section!r}{_did_you_mean(section, _SECTIONS)}"
+                name, f"unknown section {section!r}{did_you_mean(section, _SECTIONS)}"
             )
-        fields = {f.name: f.type for f in _struct_info(_SECTIONS[section]).fields}
+        fields = struct_fields(_SECTIONS[section])
         if option not in fields:
             raise ConfigurationError(
                 name,
-                f"unknown option {option!r} of [{section}]{_did_you_mean(option, fields)}",
+                f"unknown option {option!r} of [{section}]{did_you_mean(option, fields)}",
             )
         target = data.setdefault(section, {})
         if not isinstance(target, dict):
             raise ConfigurationError(name, f"[{section}] is not a table")
-        target[option] = _env_value(name, value, fields[option])
+        target[option] = env_value(name, value, fields[option])
     return data
-
-
-def _struct_info(cls: type) -> msgspec.inspect.StructType:
-    info = msgspec.inspect.type_info(cls)
-    assert isinstance(info, msgspec.inspect.StructType)
-    return info
-
-
-def _type_at(where: str) -> msgspec.inspect.Type | None:
-    """The config type at an error path such as ``routes[0]`` or ``rate_limit.strategy``."""
-    kind: msgspec.inspect.Type = _struct_info(GuardConfig)
-    for part in [] if where == "config" else re.sub(r"\[\d+\]", "", where).split("."):
-        kind = _unwrap(kind)
-        if not isinstance(kind, msgspec.inspect.StructType):
-            return None
-        found = next((f.type for f in kind.fields if f.name == part), None)
-        if found is None:
-            return None
-        kind = found
-    return kind
-
-
-def _unwrap(kind: msgspec.inspect.Type) -> msgspec.inspect.Type:
-    """The struct or enum inside ``X | None`` and ``list[X]``."""
-    if isinstance(kind, msgspec.inspect.UnionType):
-        for member in kind.types:
-            if isinstance(member, (msgspec.inspect.StructType, msgspec.inspect.LiteralType)):
-                return member
-    if isinstance(kind, msgspec.inspect.ListType):
-        return _unwrap(kind.item_type)
-    return kind
-
-
-def _teach(where: str, message: str) -> str:
-    """A msgspec error message with what would have been accepted."""
-    unknown = re.fullmatch(r"Object contains unknown field `(.+)`", message)
-    raw = _type_at(where)
-    kind = None if raw is None else _unwrap(raw)
-    if unknown and isinstance(kind, msgspec.inspect.StructType):
-        return message + _did_you_mean(unknown[1], (f.name for f in kind.fields))
-    if message.startswith("Invalid enum value") and isinstance(kind, msgspec.inspect.LiteralType):
-        accepted = [repr(v) for v in kind.values]
-        if isinstance(raw, msgspec.inspect.UnionType) and any(
-            isinstance(k, msgspec.inspect.BoolType) for k in raw.types
-        ):
-            accepted += ["true", "false"]
-        return f"{message}; accepted: {', '.join(accepted)}"
-    return message
 
 
 def load_config(
@@ -417,7 +341,7 @@ def load_config(
     except msgspec.ValidationError as exc:
         message, _, where = str(exc).partition(" - at `")
         where = where.rstrip("`").removeprefix("$").lstrip(".") or "config"
-        raise ConfigurationError(where, _teach(where, message)) from None
+        raise ConfigurationError(where, teach(GuardConfig, where, message)) from None
 
 
 def resolve(reference: str, where: str) -> Any:

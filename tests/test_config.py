@@ -512,13 +512,19 @@ def test_check_refuses_what_guard_refuses() -> None:
         ),
         ({"jwt": {**FULL["jwt"], "jwks": KEYS}}, "AG022", "error"),
         ({"proxy": None}, "AG023", "warning"),
-        ({"https": {"exempt": ["/health"]}}, "AG024", "warning"),
     ],
 )
 def test_check_first_hour_findings(change: dict[str, Any], code: str, level: str) -> None:
     """Settings that work on a laptop but not in production are each one finding."""
     config = {k: v for k, v in {**FULL, **change}.items() if v is not None}
     assert [(f.code, f.level) for f in check(config, environ={})] == [(code, level)]
+
+
+def test_check_redirect_to_any_host() -> None:
+    """Without a proxy (AG024's case) or any host list, the redirect follows the client's Host."""
+    config = {**{k: v for k, v in FULL.items() if k not in ("proxy", "hosts")}, "https": {}}
+    assert codes(config) == ["AG023", "AG025"]
+    assert codes({**config, "https": {"host": "api.example.com"}}) == ["AG023"]
 
 
 def test_check_finds_a_private_key_file(tmp_path: Path) -> None:
@@ -529,3 +535,12 @@ def test_check_finds_a_private_key_file(tmp_path: Path) -> None:
     public.write_text(orjson.dumps(public_jwks(KEYS)).decode())
     for path, found in [(private, ["AG022"]), (public, [])]:
         assert codes({**FULL, "jwt": {**FULL["jwt"], "jwks": str(path)}}) == found
+
+
+async def test_local_mode_keeps_a_configured_https_port() -> None:
+    """With https.https_port set, the local mode redirects there rather than to the client's port."""
+    config = {"dev": True, "https": {"https_port": 8443}}
+    async with client_for(
+        guard(RecordingApp(), config, environ={}), base_url="http://localhost:8000"
+    ) as client:
+        assert (await client.get("/a")).headers["location"] == "https://localhost:8443/a"

@@ -23,6 +23,7 @@ from .._asgi import (
     split_comma,
 )
 from ..errors import ConfigurationError
+from ..integrations.pydantic import decoder_for
 from ..routes import RouteTable
 from ..target import TargetError
 from .body import check_media_type, error_entry, too_deep
@@ -192,6 +193,16 @@ class ValidationMiddleware:
         self.max_body_size = max_body_size
         self.max_depth = max_depth
         routes: dict[str, _Route] = {}
+        schemas = dict(schemas or {})
+        for pattern, value in list(schemas.items()):
+            # A pydantic model is validated by pydantic (integrations/pydantic.py), after the
+            # same size, media type, depth and strict-JSON checks as every other schema.
+            pydantic_body = decoder_for(value)
+            if pydantic_body is not None:
+                del schemas[pattern]
+                route = routes.setdefault(pattern, _Route())
+                route.body_type = value
+                route.body = pydantic_body
         for pattern, value in (schemas or {}).items():
             route = routes.setdefault(pattern, _Route())
             option = f"schemas[{pattern!r}]"
