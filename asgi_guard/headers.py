@@ -193,7 +193,7 @@ def _permissions_policy(features: Mapping[str, Iterable[str] | str]) -> str:
 class _Policy:
     """The precomputed headers of one route: for every request, and for credentialed ones."""
 
-    __slots__ = ("credentialed", "headers", "names")
+    __slots__ = ("credentialed", "headers", "names", "scan")
 
     def __init__(self, settings: Mapping[str, Any], extra: Mapping[str, str]) -> None:
         pairs: list[tuple[bytes, bytes]] = []
@@ -219,6 +219,8 @@ class _Policy:
         self.headers: tuple[tuple[bytes, bytes], ...] = tuple(pairs)
         self.credentialed = self.headers + ((cache,) if cache is not None else ())
         self.names = frozenset(name for name, _ in self.credentialed)
+        #: Whether requests are looked at for credentials (a Cache-Control to add).
+        self.scan = cache is not None
 
 
 class SecurityHeadersMiddleware:
@@ -317,7 +319,7 @@ class SecurityHeadersMiddleware:
             if routed is not None:
                 policy = routed
         extra = policy.headers
-        if len(policy.credentialed) != len(extra):
+        if policy.scan:
             for key, _ in scope["headers"]:
                 if key == b"authorization" or key == b"cookie":
                     extra = policy.credentialed

@@ -241,14 +241,24 @@ class RouteTable(Generic[T]):
         all read as the guard would (:func:`~asgi_guard.target.route_path`).
         """
         path: str = scope["path"]
-        if scope.get("root_path"):
-            path = route_path(scope)
+        root: str | None = scope.get("root_path")
+        if root:
+            # route_path()'s common case, inline: root_path prefixing the path (an exact path
+            # under a root_path: 7,000 instructions a lookup against 13,500 with the call).
+            end = len(root)
+            if path.startswith(root) and (len(path) == end or path[end] == "/") and end > 1:
+                path = path[end:] or "/"
+            else:
+                path = route_path(scope)
         method: str = scope.get("method", "GET")
         exact = self._static.get(path)
-        if exact is not None and method in exact:
+        if exact is not None:
             # match()'s first case, inline: this runs on every request. A static pattern's
             # path is canonical, so route_path() could not have changed or refused it.
-            return exact[method]
+            if method in exact:
+                return exact[method]
+            if _ANY in exact:
+                return exact[_ANY]
         return self.match(method, route_path(scope))
 
     def _walk(

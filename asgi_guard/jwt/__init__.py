@@ -8,7 +8,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Final, Literal
 
-from .._asgi import ASGIApp, Problem, Receive, Scope, Send, get_header
+from .._asgi import ASGIApp, Problem, Receive, Scope, Send, get_header, request_info
 from ..errors import ConfigurationError
 from ..routes import RouteTable
 from ..target import TargetError
@@ -390,6 +390,8 @@ class JWTAuthMiddleware:
                     await self.app(scope, receive, send)
                     return
                 assert rule.requirement is not None
+                # The token was valid: the access record names whose request was refused.
+                request_info(scope).sub = user.sub
                 await rule.requirement.refuse(scope, receive, send)
                 return
         else:
