@@ -8,9 +8,10 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Final, Literal
 
-from .._asgi import ASGIApp, Problem, Receive, Scope, Send, get_header
+from .._asgi import ASGIApp, Problem, Receive, Scope, Send, get_header, request_info
 from ..errors import ConfigurationError
 from ..routes import RouteTable
+from ..target import TargetError
 from . import tokens
 from .cache import DEFAULT_MAX_BYTES, TokenCache
 from .keys import ALG_FAMILY, KeyStore, RemoteKeys, VerifyKey, load_jwks, secret_key
@@ -355,7 +356,11 @@ class JWTAuthMiddleware:
             return
         rule = self._default
         if self._rules:
-            rule = self._rules.match_scope(scope) or self._default
+            try:
+                rule = self._rules.match_scope(scope) or self._default
+            except TargetError as error:  # a path the app may route elsewhere: no policy fits
+                await error.problem.send(scope, receive, send)
+                return
         if rule.deny:
             await _DENIED.send(scope, receive, send)
             return
@@ -385,6 +390,8 @@ class JWTAuthMiddleware:
                     await self.app(scope, receive, send)
                     return
                 assert rule.requirement is not None
+                # The token was valid: the access record names whose request was refused.
+                request_info(scope).sub = user.sub
                 await rule.requirement.refuse(scope, receive, send)
                 return
         else:
