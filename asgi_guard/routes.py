@@ -243,8 +243,9 @@ class RouteTable(Generic[T]):
         path: str = scope["path"]
         root: str | None = scope.get("root_path")
         if root:
-            # route_path()'s common case, inline: root_path prefixing the path (an exact path
-            # under a root_path: 7,000 instructions a lookup against 13,500 with the call).
+            # route_path()'s common case, inline: root_path prefixing the path. An exact path
+            # under a root_path adds 5,036 instructions a lookup (benchmarks.instructions,
+            # routes), against 13,515 calling route_path() here and 7,035 before the check.
             end = len(root)
             if path.startswith(root) and (len(path) == end or path[end] == "/") and end > 1:
                 path = path[end:] or "/"
