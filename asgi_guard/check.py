@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
+import warnings
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any, Final, Literal
 
 import msgspec
+from joserfc.errors import SecurityWarning
 
-from .config import GuardConfig, load_config
+from .config import GuardConfig, guard, load_config
 from .errors import ConfigurationError
 from .routes import parse_pattern
 
@@ -48,13 +52,19 @@ def check(
 ) -> list[Finding]:
     """Review ``config`` like a deployment checklist; returns the findings (empty when clean).
 
-    ``workers`` is the number of server processes the app will run in (memory storage is per
-    process, so limits multiply with workers). With ``app`` (an ASGI app or ``"module:app"``),
-    the findings of :func:`check_app` are added.
+    The config is first built as :func:`~asgi_guard.guard` builds it, so whatever ``guard()``
+    refuses raises the same :class:`ConfigurationError` here. ``workers`` is the number of
+    server processes the app will run in (memory storage is per process, so limits multiply
+    with workers). With ``app`` (an ASGI app or ``"module:app"``), the findings of
+    :func:`check_app` are added.
     """
     cfg = load_config(config, environ)
     for option, pattern in _rule_patterns(cfg):  # a typo'd method fails here, not in silence
         parse_pattern(pattern, option)
+    with warnings.catch_warnings():
+        # joserfc warns of a short HMAC key; AG006 below says so with a fix.
+        warnings.simplefilter("ignore", SecurityWarning)
+        guard(_no_app, cfg, environ={})  # the environment is applied already
     found: list[Finding] = []
     if app is not None:
         found += check_app(cfg, app)
@@ -70,6 +80,15 @@ def check(
             "warning",
             f"HSTS max-age is {cfg.https.hsts_max_age} s, under six months.",
             "Set https.hsts_max_age = 31536000 once HTTPS works everywhere.",
+        )
+    https_hosts = cfg.https is not None and cfg.https.allowed_hosts is not None
+    if cfg.proxy is not None and cfg.hosts is None and not https_hosts:
+        add(
+            "AG024",
+            "warning",
+            "Behind a proxy, no Host allow-list: any Host (or X-Forwarded-Host) reaches the app"
+            " and its redirects, links and caches (host header attacks).",
+            "Add [hosts] allowed = ['api.example.com'] (https.allowed_hosts follows it).",
         )
     if cfg.proxy is not None and "*" in cfg.proxy.trusted:
         add(
@@ -164,6 +183,95 @@ def check(
                 "Exclude only read-only routes whose successes tell nothing, named with their"
                 " methods: 'GET /health'.",
             )
+    found += _first_hour_findings(cfg)
+    return found
+
+
+async def _no_app(scope: Any, receive: Any, send: Any) -> None:
+    """The app check builds the stack around: never called."""
+
+
+#: JWK members that only a private (or symmetric) key has (RFC 7518 section 6).
+_PRIVATE_MEMBERS: Final = frozenset({"d", "p", "q", "dp", "dq", "qi", "oth", "k"})
+
+
+def _private_jwks(jwks: str | dict[str, Any] | None) -> bool:
+    """Whether a jwks option (inline or a file) holds private or secret key material."""
+    if isinstance(jwks, str):
+        try:
+            jwks = json.loads(Path(jwks).read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return False  # guard() reports a file it cannot use
+    if not isinstance(jwks, dict):
+        return False
+    keys = jwks.get("keys", [jwks])
+    return isinstance(keys, list) and any(
+        isinstance(key, dict) and not _PRIVATE_MEMBERS.isdisjoint(key) for key in keys
+    )
+
+
+def _first_hour_findings(cfg: GuardConfig) -> list[Finding]:
+    """Settings that work on a laptop and fail in production."""
+    found: list[Finding] = []
+    if cfg.dev:
+        found.append(
+            Finding(
+                "AG020",
+                "error",
+                "The local mode is on (dev = true or ASGI_GUARD_DEV): loopback is a trusted"
+                " proxy and HSTS is off.",
+                "Remove dev from the config and ASGI_GUARD_DEV from the environment.",
+            )
+        )
+    j = cfg.jwt
+    if j is not None:
+        plain = [u for u in (j.jwks_url, j.issuer if j.discovery else None) if u]
+        if any(u.lower().startswith("http://") for u in plain):
+            found.append(
+                Finding(
+                    "AG021",
+                    "error",
+                    "Signing keys are fetched over plain http://: anyone on the path can"
+                    " replace them and sign their own tokens.",
+                    "Use an https:// jwks_url (or issuer, with discovery).",
+                )
+            )
+        if _private_jwks(j.jwks):
+            found.append(
+                Finding(
+                    "AG022",
+                    "error",
+                    "jwt.jwks holds private key material: whoever reads the config can"
+                    " sign tokens.",
+                    "Give the public JWKS (asgi-guard keys writes it as *.public.json).",
+                )
+            )
+    if cfg.https is not None and cfg.proxy is None and not cfg.dev:
+        found.append(
+            Finding(
+                "AG023",
+                "warning",
+                "[https] without [proxy]: behind a TLS-terminating proxy every request"
+                " arrives as http and is redirected again, forever.",
+                "Add a [proxy] section listing the proxy (proxy.trusted), unless the"
+                " server terminates TLS itself.",
+            )
+        )
+    if (
+        cfg.https is not None
+        and cfg.https.host is None
+        and cfg.https.allowed_hosts is None
+        and cfg.hosts is None
+        and cfg.proxy is None  # behind a proxy, AG024 says it
+    ):
+        found.append(
+            Finding(
+                "AG025",
+                "warning",
+                "The HTTPS redirect goes to whatever Host the client sent.",
+                "Set https.allowed_hosts = ['api.example.com'] or https.host.",
+            )
+        )
     return found
 
 

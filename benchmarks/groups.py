@@ -789,6 +789,45 @@ def stacks() -> list[Group]:
     ]
 
 
+def metrics_layer() -> Group:
+    """The decision metrics: the hook alone, and the OpenTelemetry SDK's counter and histogram."""
+    from opentelemetry.sdk.metrics import MeterProvider
+    from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+
+    from asgi_guard import MetricsMiddleware
+    from asgi_guard.metrics import AppTimer
+
+    get = scope_factory()
+    layers = ["https", "ratelimit", "jwt", "validation"]
+    routes = ["GET /items", "POST /orders", "/orders/{id}"]
+    provider = MeterProvider(metric_readers=[InMemoryMetricReader()])
+    return Group(
+        "layer:metrics",
+        [
+            Case("raw ASGI app", raw_app, get),
+            Case(
+                "Metrics on_decision hook (4 layers)",
+                MetricsMiddleware(
+                    raw_app,
+                    layers=layers,
+                    routes=routes,
+                    otel=False,
+                    on_decision=lambda decision: None,
+                ),
+                get,
+            ),
+            Case(
+                "Metrics OpenTelemetry SDK (4 layers, histogram)",
+                MetricsMiddleware(
+                    AppTimer(raw_app), layers=layers, routes=routes, meter_provider=provider
+                ),
+                get,
+            ),
+        ],
+        "Off, the layer is not in the stack and costs nothing.",
+    )
+
+
 #: Group-name prefixes each builder makes, so --only builds (and imports) just what it runs.
 BUILDERS: list[tuple[tuple[str, ...], Callable[[], Group | list[Group]]]] = [
     (("floor",), floor),
@@ -799,8 +838,16 @@ BUILDERS: list[tuple[tuple[str, ...], Callable[[], Group | list[Group]]]] = [
     (("layer:ratelimit", "library:limits", "peer:ratelimit"), ratelimit_layer),
     (("layer:validation", "library:validation"), validation_layer),
     (("layer:accesslog", "library:logging"), accesslog_layer),
+    (("layer:metrics",), metrics_layer),
     (("stack:get", "stack:post"), stacks),
+    (("layer:headers", "layer:hosts"), lambda: _headers_groups()),
 ]
+
+
+def _headers_groups() -> list[Group]:
+    from .headers import build  # imports this module: loaded only when run
+
+    return build()
 
 
 def build_groups(only: list[str] | None = None) -> list[Group]:
