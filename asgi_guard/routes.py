@@ -29,7 +29,7 @@ from collections.abc import Iterable, Mapping, MutableMapping
 from typing import Any, Final, Generic, TypeVar
 
 from .errors import ConfigurationError
-from .target import route_path
+from .target import TargetError, route_path
 
 __all__ = ["RouteTable", "parse_pattern"]
 
@@ -261,6 +261,18 @@ class RouteTable(Generic[T]):
             if _ANY in exact:
                 return exact[_ANY]
         return self.match(method, route_path(scope))
+
+    def match_scope_or_none(self, scope: MutableMapping[str, Any]) -> T | None:
+        """:meth:`match_scope`, but None for a target it would refuse.
+
+        For a layer whose routes only relax or label something (an exemption, a quiet log
+        route, per-route headers, a metric's route): read as no route, an unreadable target
+        gets the layer's default and never the exception.
+        """
+        try:
+            return self.match_scope(scope)
+        except TargetError:
+            return None
 
     def _walk(
         self, node: _Node[T], parts: list[str], index: int, method: str
