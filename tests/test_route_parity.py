@@ -307,6 +307,34 @@ WS_TARGETS = [
 ]  # fmt: skip
 
 
+WIRE_SEGMENTS = st.sampled_from(
+    ["admin", "orders", "items", "1", "files", "sub", "x", "ADMIN", "", ".", "..", "%2e%2e",
+     "%2F", "%2fadmin", "admin%00", "admin%0A", "admin%0d", "admin;x", "%61dmin", "admin%20"]
+)  # fmt: skip
+
+
+@settings(
+    max_examples=25,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
+)
+@given(
+    lead=st.sampled_from(["/", "", "//"]),
+    segments=st.lists(WIRE_SEGMENTS, max_size=4),
+    method=st.sampled_from(["GET", "HEAD", "POST", "get"]),
+)
+def test_generated_targets_on_the_wire_reach_no_protected_handler_without_a_token(
+    server: Server, lead: str, segments: list[str], method: str
+) -> None:
+    """Generated targets, percent-encoded as a client may send them, never reach a protected
+    handler without a token, through either parser."""
+    target = lead + "/".join(segments)
+    status, ran = server.send(
+        method, target or "/", (_client(),), b"{}" if method == "POST" else b""
+    )
+    assert ran not in PROTECTED, (method, target, status)
+
+
 def _handshake(server: Server, target: str, *headers: str) -> int:
     """A websocket opening handshake (RFC 6455 section 4.1); the answer's status."""
     return server.send(
