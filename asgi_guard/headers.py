@@ -315,7 +315,7 @@ class SecurityHeadersMiddleware:
             return
         policy = self._policy
         if self._rules is not None:
-            routed = self._rules.match_scope(scope)
+            routed = self._rules.match_scope_or_none(scope)
             if routed is not None:
                 policy = routed
         extra = policy.headers
