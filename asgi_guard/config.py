@@ -147,6 +147,8 @@ class ValidationConfig(_Section, frozen=True):
     """Largest accepted body in bytes."""
     max_depth: int = 64
     """Deepest accepted JSON nesting."""
+    body_timeout: float | None = 10.0
+    """Seconds for receiving a whole body before 408 (None: no limit)."""
 
 
 class AccessLogConfig(_Section, frozen=True):
