@@ -786,6 +786,15 @@ BUILDERS: list[tuple[tuple[str, ...], Callable[[], Group | list[Group]]]] = [
 ]
 
 
+def _ratelimit_decisions() -> Group:
+    from .ratelimit_redis import ratelimit_decisions
+
+    return ratelimit_decisions()
+
+
+BUILDERS.append((("decision:ratelimit",), _ratelimit_decisions))
+
+
 def build_groups(only: list[str] | None = None) -> list[Group]:
     """Every group, or those whose name starts with one of ``only``."""
     groups: list[Group] = []
