@@ -38,7 +38,8 @@ def _ensure_debian_packages(session: nox.Session, *packages: str) -> None:
 @nox.session
 def tests(session: nox.Session) -> None:
     """Run the test suite with branch coverage and a floor."""
-    _ensure_debian_packages(session, "redis-server")
+    # chromium: tests/test_browser.py checks the security headers in a real browser.
+    _ensure_debian_packages(session, "redis-server", "chromium")
     session.install("-e", ".[dev]")
     session.run(
         "pytest",

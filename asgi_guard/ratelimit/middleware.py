@@ -15,6 +15,7 @@ from limits.storage import storage_from_string
 from .._asgi import ASGIApp, Problem, Receive, Scope, Send, request_info, scope_state
 from ..errors import ConfigurationError
 from ..routes import RouteTable
+from ..target import TargetError
 from .breaker import Breaker
 from .fields import SHOWN, Shown, tighter
 from .keys import KeyFunc, encode_id, key_function
@@ -58,6 +59,12 @@ class _Policy:
 _NO_LIMIT: Final = _Policy([], "", 0)
 
 
+_LIMIT_FORMS: Final = (
+    "accepted: '100/minute', '100 per minute', '10/5 seconds', several joined by ';'"
+    " ('10/second;1000/hour'); units: second, minute, hour, day, month, year"
+)
+
+
 def _parse_limit(option: str, value: Any) -> list[RateLimitItem]:
     if not isinstance(value, str):
         raise ConfigurationError(
@@ -66,9 +73,9 @@ def _parse_limit(option: str, value: Any) -> list[RateLimitItem]:
     try:
         items = parse_many(value)
     except (ValueError, LimitsConfigurationError):
-        raise ConfigurationError(option, f"invalid rate {value!r}") from None
+        raise ConfigurationError(option, f"invalid rate {value!r}; {_LIMIT_FORMS}") from None
     if not items or any(item.amount < 1 for item in items):
-        raise ConfigurationError(option, f"invalid rate {value!r}")
+        raise ConfigurationError(option, f"invalid rate {value!r}; {_LIMIT_FORMS}")
     return items
 
 
@@ -232,7 +239,11 @@ class RateLimitMiddleware:
             return
         policy = self._default
         if self._rules:
-            policy = self._rules.match_scope(scope) or policy
+            try:
+                policy = self._rules.match_scope(scope) or policy
+            except TargetError as error:  # a path the app may route elsewhere: no policy fits
+                await error.problem.send(scope, receive, send)
+                return
         if policy is None or policy is _NO_LIMIT:
             await self.app(scope, receive, send)
             return
