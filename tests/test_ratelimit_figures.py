@@ -265,7 +265,7 @@ async def test_guard_stack_shows_one_pair_for_the_tightest_limit() -> None:
     }
     records: list[logging.LogRecord] = []
     handler = logging.Handler()
-    handler.emit = records.append  # type: ignore[method-assign]
+    handler.emit = records.append  # type: ignore[method-assign,assignment]
     logger = logging.getLogger("test.ratelimit.access")
     logger.addHandler(handler)
     logger.setLevel(logging.INFO)
