@@ -98,7 +98,11 @@ async def test_options_override_and_remove() -> None:
         cross_origin_resource_policy="",
         cross_origin_opener_policy="same-origin",
         cross_origin_embedder_policy="require-corp",
-        permissions_policy={"camera": [], "geolocation": ["self", "https://maps.example"]},
+        permissions_policy={
+            "camera": [],
+            "geolocation": ["self", "https://maps.example"],
+            "fullscreen": "*",
+        },
         cache_control="no-store, max-age=0",
         extra={"X-Permitted-Cross-Domain-Policies": "none"},
     )
@@ -110,7 +114,10 @@ async def test_options_override_and_remove() -> None:
         (b"referrer-policy", b"no-referrer, strict-origin-when-cross-origin"),
         (b"cross-origin-opener-policy", b"same-origin"),
         (b"cross-origin-embedder-policy", b"require-corp"),
-        (b"permissions-policy", b'camera=(), geolocation=(self "https://maps.example")'),
+        (
+            b"permissions-policy",
+            b'camera=(), geolocation=(self "https://maps.example"), fullscreen=*',
+        ),
         (b"x-permitted-cross-domain-policies", b"none"),
         (b"cache-control", b"no-store, max-age=0"),
     ]
@@ -251,6 +258,8 @@ def test_route_headers_need_the_section() -> None:
         ({"content_security_policy": {"script-src": ["a.example;b"]}}, "separator"),
         ({"content_security_policy": {"Script Src": ["'self'"]}}, "directive name"),
         ({"content_security_policy": {}}, "has no directives"),
+        ({"content_security_policy": {"img-src": ["data:\n"]}}, "is not a source expression"),
+        ({"permissions_policy": {"Camera Roll": []}}, "is not a feature name"),
         ({"permissions_policy": {"camera": ["none"]}}, "permissions_policy['camera']"),
         ({"extra": {"Content-Length": "0"}}, "extra['Content-Length']"),
         ({"extra": {"X-Frame-Options": "DENY"}}, "has an option of its own"),

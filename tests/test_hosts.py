@@ -173,12 +173,25 @@ def test_bad_allow_lists_refused(allowed: list[Any], message: str) -> None:
     assert message in str(info.value)
 
 
+def test_check_warns_without_a_host_list_behind_a_proxy() -> None:
+    """check: AG024 behind a proxy with neither [hosts] nor https.allowed_hosts, else silent."""
+    from asgi_guard import check
+
+    def codes(config: dict[str, Any]) -> list[str]:
+        return [f.code for f in check(config, environ={}) if f.code == "AG024"]
+
+    assert codes({"proxy": {}, "https": {}}) == ["AG024"]
+    assert codes({"proxy": {}, "https": {"allowed_hosts": ["a.example"]}}) == []
+    assert codes({"proxy": {}, "hosts": {"allowed": ["a.example"]}}) == []
+    assert codes({"https": {}}) == []
+
+
 def test_one_string_is_one_host() -> None:
     """A single string is one host name, not a list of characters."""
-    assert (
-        "api.example.com"
-        in AllowedHostsMiddleware(RecordingApp(), allowed="api.example.com").allowed
-    )
+    allowed = AllowedHostsMiddleware(RecordingApp(), allowed="api.example.com").allowed
+    assert "api.example.com" in allowed
+    assert "a" not in allowed
+    assert b"api.example.com" not in allowed  # only decoded names are compared
 
 
 async def test_guard_places_hosts_inside_the_log_and_defaults_redirect_hosts(
