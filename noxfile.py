@@ -100,6 +100,17 @@ def loadtest(session: nox.Session) -> None:
     session.run("python", "-m", "benchmarks.loadtest", *session.posargs)
 
 
+@nox.session(default=False)
+def ratelimit_scale(session: nox.Session) -> None:
+    """Bursts of 1,000 through asgi-guard serve (uvicorn) on 1 and 4 workers and two servers
+    sharing a real redis-server: a limit of 50 admits exactly 50 (about 3 minutes)."""
+    _ensure_debian_packages(session, "redis-server")
+    session.install("-e", ".[dev]", "uvicorn[standard]>=0.30")
+    session.run(
+        "pytest", "-q", "tests/scale", *session.posargs, env={"ASGI_GUARD_SCALE_TESTS": "1"}
+    )
+
+
 @nox.session
 def security(session: nox.Session) -> None:
     """bandit, a bounded atheris fuzzing run, and the property tests searching longer."""

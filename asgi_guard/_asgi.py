@@ -94,6 +94,8 @@ class RequestInfo:
     code: str | None = None
     shadow: bool = False
     ratelimit: tuple[int, int, int] | None = None
+    #: The subject of a verified token whose request a layer then refused (a missing scope).
+    sub: str | None = None
 
 
 def scope_state(scope: Scope) -> dict[str, Any]:

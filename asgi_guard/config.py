@@ -12,6 +12,7 @@ from typing import Any, Literal
 import msgspec
 
 from ._asgi import ASGIApp
+from ._teach import did_you_mean, env_value, struct_fields, teach
 from .errors import ConfigurationError
 
 __all__ = [
@@ -41,7 +42,7 @@ class ProxyConfig(_Section, frozen=True):
     """Trusted proxies (:class:`~asgi_guard.ProxyHeadersMiddleware`)."""
 
     trusted: list[str] = msgspec.field(default_factory=lambda: ["127.0.0.1", "::1"])
-    """IPs and CIDRs of the proxies whose forwarding headers are honoured."""
+    """IPs and CIDRs of the proxies, "unix" (unix-socket peers) or "unix:PATH" (one socket)."""
     mode: Literal["x-forwarded", "forwarded"] = "x-forwarded"
     """Which headers to read: X-Forwarded-* or RFC 7239 Forwarded."""
 
@@ -65,6 +66,8 @@ class HTTPSConfig(_Section, frozen=True):
     """Route patterns served over plain HTTP."""
     status_code: int = 308
     """Redirect status."""
+    keep_port: bool = False
+    """Keep the port of the request's Host in the redirect (one port for HTTP and HTTPS)."""
 
 
 class RateLimitConfig(_Section, frozen=True):
@@ -86,8 +89,10 @@ class RateLimitConfig(_Section, frozen=True):
     """IETF RateLimit headers; "legacy" adds X-RateLimit-*."""
     shadow: bool = False
     """Count and log, never refuse."""
-    on_storage_error: Literal["open", "closed"] = "open"
-    """Admit (open) or refuse with 503 (closed) while the storage fails."""
+    on_storage_error: Literal["open", "closed", "local"] = "open"
+    """Admit (open), refuse with 503 (closed) or count in process (local) while the storage fails."""
+    processes: int = 1
+    """Processes sharing the storage: the local fallback enforces each limit divided by it."""
     storage_timeout: float = 0.5
     """Seconds a network storage may take."""
     ipv6_prefix: int = 64
@@ -125,6 +130,8 @@ class JWTConfig(_Section, frozen=True):
     """WWW-Authenticate realm."""
     cache_size: int = 10_000
     """Verified-token cache entries."""
+    cache_max_bytes: int = 32 * 1024 * 1024
+    """Memory the verified-token cache may hold, in bytes."""
     public_preflight: bool = True
     """Let CORS preflights through as on a public route (browsers send them without credentials)."""
 
@@ -249,6 +256,9 @@ class GuardConfig(_Section, frozen=True):
     hosts: HostsConfig | None = None
     metrics: MetricsConfig | None = None
     routes: list[RouteConfig] = msgspec.field(default_factory=list)
+    dev: bool = False
+    """Local development: loopback is a trusted proxy, no HSTS, redirects keep the request's
+    port (``asgi-guard serve --dev`` or ``ASGI_GUARD_DEV=1``). ``check`` reports it as an error."""
 
 
 _SECTIONS = {
@@ -279,19 +289,29 @@ def _read_file(path: Path) -> dict[str, Any]:
 
 
 def _apply_env(data: dict[str, Any], environ: Mapping[str, str]) -> dict[str, Any]:
-    """ASGI_GUARD_<SECTION>__<OPTION>=value overrides (secrets stay out of files)."""
+    """ASGI_GUARD_<SECTION>__<OPTION>=value overrides (secrets stay out of files), and
+    ASGI_GUARD_DEV for the local mode."""
     for name, value in environ.items():
+        if name == _ENV_PREFIX + "DEV":
+            data["dev"] = value
+            continue
         if not name.startswith(_ENV_PREFIX) or "__" not in name:
             continue
         section, _, option = name[len(_ENV_PREFIX) :].lower().partition("__")
         if section not in _SECTIONS:
-            raise ConfigurationError(name, f"unknown section {section!r}")
-        if option not in _SECTIONS[section].__struct_fields__:
-            raise ConfigurationError(name, f"unknown option {option!r} of [{section}]")
+            raise ConfigurationError(
+                name, f"unknown section {section!r}{did_you_mean(section, _SECTIONS)}"
+            )
+        fields = struct_fields(_SECTIONS[section])
+        if option not in fields:
+            raise ConfigurationError(
+                name,
+                f"unknown option {option!r} of [{section}]{did_you_mean(option, fields)}",
+            )
         target = data.setdefault(section, {})
         if not isinstance(target, dict):
             raise ConfigurationError(name, f"[{section}] is not a table")
-        target[option] = value
+        target[option] = env_value(name, value, fields[option])
     return data
 
 
@@ -321,7 +341,7 @@ def load_config(
     except msgspec.ValidationError as exc:
         message, _, where = str(exc).partition(" - at `")
         where = where.rstrip("`").removeprefix("$").lstrip(".") or "config"
-        raise ConfigurationError(where, message) from None
+        raise ConfigurationError(where, teach(GuardConfig, where, message)) from None
 
 
 def resolve(reference: str, where: str) -> Any:
@@ -388,6 +408,10 @@ def guard(
     from .validation import ValidationMiddleware
 
     cfg = load_config(config, environ)
+    if cfg.dev:
+        from .local import local_mode
+
+        cfg = local_mode(cfg)
     jwt_rules = dict(cfg.jwt.rules) if cfg.jwt else {}
     limit_rules = dict(cfg.rate_limit.rules) if cfg.rate_limit else {}
     schemas = {

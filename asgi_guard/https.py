@@ -20,6 +20,7 @@ from ._asgi import (
 from .errors import ConfigurationError
 from .hosts import HostAllowList
 from .routes import RouteTable
+from .target import TargetError
 
 __all__ = ["HTTPSRedirectMiddleware"]
 
@@ -85,6 +86,7 @@ class HTTPSRedirectMiddleware:
         https_port: int = 443,
         exempt: Iterable[str] = (),
         status_code: int = 308,
+        keep_port: bool = False,
     ) -> None:
         if status_code not in _REDIRECT_CODES:
             raise ConfigurationError(
@@ -102,6 +104,7 @@ class HTTPSRedirectMiddleware:
         self.app = app
         self.status_code = status_code
         self._port_suffix = "" if https_port == 443 else f":{https_port}"
+        self._keep_port = keep_port
 
         self._host: str | None = None
         if host is not None:
@@ -142,7 +145,10 @@ class HTTPSRedirectMiddleware:
             await self.app(scope, receive, send)
 
     def _is_exempt(self, scope: Scope) -> bool:
-        return self._exempt.match_scope(scope) is not None
+        try:
+            return self._exempt.match_scope(scope) is not None
+        except TargetError:  # not read as the app routes it: no exemption, redirect
+            return False
 
     def _redirect_host(self, scope: Scope) -> str | None:
         if self._host is not None:
@@ -158,6 +164,8 @@ class HTTPSRedirectMiddleware:
         name = parsed[0].removesuffix(".")
         if self._allowed is not None and name not in self._allowed:
             return None
+        if self._keep_port and parsed[1] is not None:
+            return f"{name}:{parsed[1]}"
         return name + self._port_suffix
 
     async def _redirect(self, scope: Scope, receive: Receive, send: Send) -> None:

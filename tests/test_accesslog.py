@@ -439,10 +439,12 @@ async def test_log_injection_stays_on_one_line(logs: Collect) -> None:
 
 
 def test_long_header_values_are_truncated() -> None:
-    """User agents and referers are cut at 512 bytes."""
-    from asgi_guard.accesslog import _text
+    """User agents and referers are cut at 512 bytes, back to a boundary, and marked."""
+    from asgi_guard.accesslog import TRUNCATED, _text
 
-    assert len(_text(b"a" * 5000)) == 512
+    assert _text(b"word " * 1000) == "word " * 102 + TRUNCATED
+    # One long run has no boundary to cut at: none of it is kept (it may be a credential).
+    assert _text(b"a" * 5000) == TRUNCATED
 
 
 @pytest.mark.parametrize(
@@ -541,16 +543,40 @@ async def test_queue_handler_setup(app: RecordingApp) -> None:
     assert sink.records[0].status == 200  # type: ignore[attr-defined]
 
 
-async def test_disabled_logger_steps_aside(app: RecordingApp, logs: Collect) -> None:
-    """With the logger disabled, nothing is logged and nothing is added to the response."""
+async def test_disabled_logger_still_gives_request_ids(app: RecordingApp, logs: Collect) -> None:
+    """With the logger disabled, nothing is logged, but the request id is still kept or made,
+    echoed, stored and set in the context variable."""
     logging.getLogger("test.access").setLevel(logging.WARNING)
-    async with client_for(make(app)) as client:
+    seen: list[str | None] = []
+
+    async def app_reading_id(scope: Any, receive: Any, send: Any) -> None:
+        seen.append(current_request_id())
+        await app(scope, receive, send)
+
+    async with client_for(make(app_reading_id)) as client:
+        kept = await client.get("/", headers={"x-request-id": "rid-7"})
+        made = await client.get("/")
+    assert (kept.status_code, kept.headers["x-request-id"], logs.records) == (200, "rid-7", [])
+    rid = made.headers["x-request-id"]
+    assert rid != "rid-7"
+    assert seen == ["rid-7", rid]
+    assert [s["state"]["asgi_guard"].request_id for s in app.scopes] == ["rid-7", rid]
+    assert current_request_id() is None
+
+
+async def test_disabled_logger_without_request_ids_steps_aside(
+    app: RecordingApp, logs: Collect
+) -> None:
+    """With the logger disabled and request ids off, the layer adds nothing at all."""
+    logging.getLogger("test.access").setLevel(logging.WARNING)
+    async with client_for(make(app, request_id_header=None)) as client:
         response = await client.get("/")
     assert (response.status_code, "x-request-id" in response.headers, logs.records) == (
         200,
         False,
         [],
     )
+    assert "state" not in app.scopes[0]
 
 
 async def test_level_changes_after_construction_are_followed(
@@ -884,7 +910,7 @@ async def test_lone_surrogates_are_escaped(logs: Collect) -> None:
             "query_string": b"",
         },
     )
-    assert logs.messages[0]["path"] == "/a\\udcff\u200b"
+    assert logs.messages[0]["path"] == "/a\\udcff\\u200b"
 
 
 async def test_repeated_referers_and_agents_stay_redacted(app: RecordingApp, logs: Collect) -> None:
@@ -899,8 +925,8 @@ async def test_repeated_referers_and_agents_stay_redacted(app: RecordingApp, log
     referers = [m["referer"] for m in logs.messages]
     assert referers[:2] == ["https://site.example/cb?code=[REDACTED]&page=1"] * 2
     assert referers[2] == referers[3]
-    assert referers[2].startswith("https://site.example/cb?code=[REDACTED]&page=1&pad=ppp")
-    assert len(referers[2].encode()) == 512 + len("[REDACTED]") - len(SECRETS["api"])
+    # Cut at 512 bytes, back to the last boundary, and marked.
+    assert referers[2] == "https://site.example/cb?code=[REDACTED]&page=1&pad=[TRUNCATED]"
     assert [m["user_agent"] for m in logs.messages] == ["agent [REDACTED]"] * 4
 
 
