@@ -354,3 +354,26 @@ async def test_fastapi_docs_route_gets_its_csp() -> None:
     assert docs.text == docs_html.decode()  # the hashed page is the one served
     assert docs.headers["content-security-policy"] == csp
     assert data.headers["content-security-policy"] == "default-src 'none'; frame-ancestors 'none'"
+
+
+async def test_litestar_schema_pages_get_their_csp() -> None:
+    """Litestar's schema pages get the rule's CSP under one pattern; its API keeps the default."""
+    from litestar import Litestar, get
+
+    @get("/items", sync_to_thread=False)
+    def items() -> list[int]:
+        return [1]
+
+    schema_csp = "default-src 'none'; script-src 'unsafe-inline'; frame-ancestors 'none'"
+    stack = SecurityHeadersMiddleware(
+        Litestar([items], logging_config=None),  # type: ignore[arg-type]
+        rules={"GET /schema/{rest:path}": {"content_security_policy": schema_csp}},
+    )
+    async with client_for(stack) as client:
+        pages = [await client.get(p) for p in ("/schema", "/schema/swagger", "/schema/redoc")]
+        api = await client.get("/items")
+    for page in pages:
+        assert page.status_code == 200
+        assert page.headers["content-type"].startswith("text/html")
+        assert page.headers.get_list("content-security-policy") == [schema_csp]
+    assert api.headers["content-security-policy"] == "default-src 'none'; frame-ancestors 'none'"
