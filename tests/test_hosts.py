@@ -326,3 +326,30 @@ async def test_metrics_count_host_refusals_as_the_host_layers() -> None:
     DECISIONS.clear()
     await answer(stack, [(b"host", b"api.example.com")])
     assert [(d.layer, d.code) for d in DECISIONS] == [("host", "ok"), ("https", "ok")]
+
+
+@pytest.mark.parametrize("http", ["h11", "httptools"])
+def test_websocket_to_a_foreign_host_refused_by_real_uvicorn(http: str) -> None:
+    """Through real uvicorn, an upgrade naming a foreign host is answered 400 host.not_allowed
+    before any handshake; one naming the allowed host is switched to a websocket."""
+    import socket
+
+    from .conftest import uvicorn_server
+
+    app = RecordingApp()
+    upgrade = (
+        b"GET /ws HTTP/1.1\r\nHost: %s\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+        b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+    )
+    with uvicorn_server(AllowedHostsMiddleware(app, allowed=["api.example.com"]), http) as port:
+        refused = _exchange(port, upgrade % b"evil.example")
+        assert app.calls == 0
+        with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
+            sock.sendall(upgrade % b"api.example.com")
+            accepted = sock.recv(65536)  # the 101 (the server then waits for a close frame)
+    head, _, body = refused.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 400 ")
+    assert b"content-type: application/problem+json" in head.lower()
+    assert orjson.loads(body) == REFUSAL
+    assert accepted.startswith(b"HTTP/1.1 101 ")
+    assert app.calls == 1
