@@ -47,6 +47,11 @@ def _parser() -> argparse.ArgumentParser:
         "--header", action="append", default=[], help='sent with every request: "Name: value"'
     )
     parser.add_argument("--openapi", default="/openapi.json", help="the app's document path")
+    parser.add_argument(
+        "--accept-browser-headers",
+        action="store_true",
+        help="pass Wapiti's notes on CSP, X-Frame-Options, X-Content-Type-Options (JSON APIs)",
+    )
     parser.add_argument("--out", default="dast-reports", help="the reports folder (replaced)")
     parser.add_argument("--jobs", type=int, default=2, help="scans run at once")
     return parser
@@ -56,8 +61,18 @@ def _targets(args: argparse.Namespace) -> list[Target]:
     if args.app:
         if not args.config:
             raise SystemExit("--app needs --config")
-        headers = tuple(args.header)
-        return [Target("app", "app", args.app, args.config, args.token, headers, args.openapi)]
+        return [
+            Target(
+                "app",
+                "app",
+                args.app,
+                args.config,
+                args.token,
+                tuple(args.header),
+                args.openapi,
+                args.accept_browser_headers,
+            )
+        ]
     names = [n.strip() for n in args.targets.split(",") if n.strip()]
     unknown = set(names) - {"bare", "guarded", "vulnerable"}
     if unknown:

@@ -55,6 +55,9 @@ class Target:
     token: str = ""
     headers: tuple[str, ...] = ()
     openapi: str = "/openapi.json"
+    #: Whether the browser-header notes of :data:`~dast.scanners.ACCEPTED` pass: true for the
+    #: demo, which serves no HTML; an app's owner says so with ``--accept-browser-headers``.
+    accept_browser_headers: bool = True
 
     def command(self, port: int) -> list[str]:
         """The command line that serves this target on ``port``."""
@@ -277,7 +280,7 @@ def run_job(job: Job, out: Path, profile: Profile) -> Result:
         with Served(job.target, folder) as served:
             _scan(job, served, folder, profile, result)
             served.__exit__()
-            _judge_traffic(served.records(), job.target, result)
+            _judge_traffic(served.records(), result)
     except (RuntimeError, OSError, ValueError) as error:
         result.failures.append(str(error))
     result.seconds = round(time.monotonic() - started, 1)
@@ -315,7 +318,7 @@ def _scan(job: Job, served: Served, folder: Path, profile: Profile, result: Resu
     if job.scanner == "sqlmap":
         _judge_sqlmap(job, folder, log, bounded, result)
     else:
-        _judge_wapiti(folder, log, result)
+        _judge_wapiti(folder, log, job.target.accept_browser_headers, result)
 
 
 def _judge_sqlmap(job: Job, folder: Path, log: str, bounded: int | None, result: Result) -> None:
@@ -340,7 +343,7 @@ def _judge_sqlmap(job: Job, folder: Path, log: str, bounded: int | None, result:
         result.notes.append("sqlmap's time limit came before its first payload")
 
 
-def _judge_wapiti(folder: Path, log: str, result: Result) -> None:
+def _judge_wapiti(folder: Path, log: str, accept: bool, result: Result) -> None:
     report_path = folder / "report.json"
     if not report_path.exists():
         result.failures.append("Wapiti wrote no report")
@@ -348,13 +351,16 @@ def _judge_wapiti(folder: Path, log: str, result: Result) -> None:
     report = json.loads(report_path.read_text())
     findings, accepted = wapiti_findings(report)
     result.findings += findings
-    result.accepted += accepted
+    if accept:
+        result.accepted += accepted
+    else:
+        result.findings += [line.split(" (accepted: ")[0] for line in accepted]
     result.tested = re.findall(r"\[\*\] Launching module (\w+)", log)
     if not report.get("infos", {}).get("crawled_pages_nbr"):
         result.failures.append("Wapiti found no operation to attack")
 
 
-def _judge_traffic(records: list[dict[str, Any]], target: Target, result: Result) -> None:
+def _judge_traffic(records: list[dict[str, Any]], result: Result) -> None:
     statuses = Counter(int(r["status"]) for r in records)
     codes = Counter(str(r["code"]) for r in records if r.get("code"))
     result.statuses = dict(sorted(statuses.items()))

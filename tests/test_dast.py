@@ -17,7 +17,7 @@ from asgi_guard.demo import openapi_document
 from asgi_guard.devkeys import generate_keys, mint_token
 from dast.__main__ import _target_checks
 from dast.openapi import Operation, example, operations
-from dast.runner import Result, Target, _banner_token, _judge_traffic
+from dast.runner import Result, Target, _banner_token, _judge_traffic, _judge_wapiti
 from dast.scanners import (
     CI,
     sqlmap_command,
@@ -186,9 +186,30 @@ def test_wapiti_accepts_only_the_listed_messages() -> None:
     ]
 
 
+@pytest.mark.parametrize("accept", [True, False])
+def test_browser_header_notes_fail_an_app_that_does_not_accept_them(
+    tmp_path: Path, accept: bool
+) -> None:
+    """The demo accepts the header notes; a user's app must say so, or they are findings."""
+    report = {
+        "infos": {"crawled_pages_nbr": 3},
+        "vulnerabilities": {
+            "MIME Type Confusion": [
+                _wapiti_item("http_headers", "X-Content-Type-Options is not set")
+            ]
+        },
+    }
+    (tmp_path / "report.json").write_text(json.dumps(report))
+    result = Result("app", "wapiti", "every operation")
+    _judge_wapiti(tmp_path, "[*] Launching module http_headers\n", accept, result)
+    line = "wapiti http_headers: MIME Type Confusion: GET /: X-Content-Type-Options is not set"
+    assert result.tested == ["http_headers"]
+    assert (result.findings, len(result.accepted)) == (([], 1) if accept else ([line], 0))
+    assert result.failures == []
+
+
 def test_traffic_with_a_5xx_or_only_gate_refusals_fails() -> None:
     """A 5xx fails the scan; requests all refused before validation mean it tested nothing."""
-    target = Target("guarded", "guarded")
     result = Result("guarded", "sqlmap", "GET /x")
     _judge_traffic(
         [
@@ -196,7 +217,6 @@ def test_traffic_with_a_5xx_or_only_gate_refusals_fails() -> None:
             {"status": 429, "code": "ratelimit.exceeded"},
             {"status": 308, "code": "https.redirect"},
         ],
-        target,
         result,
     )
     assert (result.statuses, result.reached) == ({308: 1, 401: 1, 429: 1}, 0)
@@ -206,7 +226,6 @@ def test_traffic_with_a_5xx_or_only_gate_refusals_fails() -> None:
     result = Result("guarded", "sqlmap", "GET /x")
     _judge_traffic(
         [{"status": 422, "code": "validation.invalid_query"}, {"status": 500, "code": None}],
-        target,
         result,
     )
     assert (result.reached, result.codes) == (2, {"validation.invalid_query": 1})
