@@ -185,7 +185,7 @@ def test_environment_supplies_secrets(tmp_path: Path) -> None:
         (
             {"routes": [{"path": "/a", "limit": 5}]},
             {},
-            "routes[0].limit: Expected `str | null`, got `int`",
+            "routes[0].limit: Expected `str | object | null`, got `int`",
         ),
         ({"https": {"hsts_max_age": "long"}}, {}, "https.hsts_max_age: Expected `int`, got `str`"),
         ({"https": {"hsts_maxage": 1}}, {}, "https: Object contains unknown field `hsts_maxage`"),
