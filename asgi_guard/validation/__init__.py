@@ -23,7 +23,9 @@ from .._asgi import (
     split_comma,
 )
 from ..errors import ConfigurationError
+from ..integrations.pydantic import decoder_for
 from ..routes import RouteTable
+from ..target import TargetError
 from .body import check_media_type, error_entry, too_deep
 from .deadline import Deadlines
 from .json_schema import SchemaValidator
@@ -198,6 +200,16 @@ class ValidationMiddleware:
         self.max_body_size = max_body_size
         self.max_depth = max_depth
         routes: dict[str, _Route] = {}
+        schemas = dict(schemas or {})
+        for pattern, value in list(schemas.items()):
+            # A pydantic model is validated by pydantic (integrations/pydantic.py), after the
+            # same size, media type, depth and strict-JSON checks as every other schema.
+            pydantic_body = decoder_for(value)
+            if pydantic_body is not None:
+                del schemas[pattern]
+                route = routes.setdefault(pattern, _Route())
+                route.body_type = value
+                route.body = pydantic_body
         for pattern, value in (schemas or {}).items():
             route = routes.setdefault(pattern, _Route())
             option = f"schemas[{pattern!r}]"
@@ -225,16 +237,23 @@ class ValidationMiddleware:
         self._media_types = BoundedMemo(max_entries=256)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or not self._any:
+        kind = scope["type"]
+        if (kind != "http" and kind != "websocket") or not self._any:
             await self.app(scope, receive, send)
             return
-        route = self._routes.match_scope(scope)
+        try:
+            route = self._routes.match_scope(scope)
+        except TargetError as error:  # a path the app may route elsewhere: no schema fits
+            await error.problem.send(scope, receive, send)
+            return
         if route is None:
             await self.app(scope, receive, send)
             return
+        # A websocket handshake's query is checked like a request's, before accept; it has
+        # no body to validate.
         if route.query is not None and not await self._query(route, scope, receive, send):
             return
-        if route.body is None:
+        if route.body is None or kind != "http":
             await self.app(scope, receive, send)
             return
 
