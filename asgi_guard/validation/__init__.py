@@ -210,6 +210,7 @@ class ValidationMiddleware:
                 route = routes.setdefault(pattern, _Route())
                 route.body_type = value
                 route.body = pydantic_body
+                route.strict = True  # the whole body read as the app's json.loads reads it
         for pattern, value in (schemas or {}).items():
             route = routes.setdefault(pattern, _Route())
             option = f"schemas[{pattern!r}]"
