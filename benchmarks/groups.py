@@ -476,6 +476,7 @@ def order_struct() -> Any:
 
 def validation_layer() -> list[Group]:
     import jsonschema
+    import jsonschema_rs
     import msgspec
     import orjson
 
@@ -502,6 +503,11 @@ def validation_layer() -> list[Group]:
     async def by_jsonschema() -> None:
         validator.validate(orjson.loads(ORDER_BODY))
 
+    rust = jsonschema_rs.Draft202012Validator(ORDER_SCHEMA, validate_formats=True)
+
+    async def by_jsonschema_rs() -> None:  # the layer's JSON Schema path
+        rust.is_valid(msgspec.json.decode(ORDER_BODY))
+
     layer = Group(
         "layer:validation",
         [
@@ -513,7 +519,7 @@ def validation_layer() -> list[Group]:
                 ORDER_BODY,
             ),
             Case(
-                "Validation, compiled JSON Schema",
+                "Validation, JSON Schema (jsonschema-rs)",
                 ValidationMiddleware(raw_app_reading_body, schemas={"POST /orders": ORDER_SCHEMA}),
                 post,
                 ORDER_BODY,
@@ -547,6 +553,7 @@ def validation_layer() -> list[Group]:
             Case("msgspec, compiled JSON Schema", call=by_compiled),
             Case("msgspec, Struct without the sku pattern", call=by_plain),
             Case("orjson + jsonschema", call=by_jsonschema),
+            Case("msgspec decode + jsonschema-rs", call=by_jsonschema_rs),
         ],
         "Decoding and validating the same body.",
     )
