@@ -5,7 +5,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, Final
 
 from ._asgi import ASGIApp, Message, Receive, Scope, Send
@@ -348,29 +348,28 @@ class SecurityHeadersMiddleware:
 
         async def send_with_headers(message: Message) -> None:
             if message["type"] == start:
-                _add(message, extra, names)
+                # Inline, one pass: a call per response costs more than the common case's work.
+                # The message gets a new list: the app's may be shared between responses, or
+                # any iterable, which ASGI allows and which may be read only once.
+                headers = message.get("headers", ())
+                if type(headers) is not list and type(headers) is not tuple:
+                    headers = list(headers)
+                for key, _ in headers:
+                    if key.lower() in names:
+                        message["headers"] = _merge(headers, extra, names)
+                        break
+                else:
+                    message["headers"] = [*headers, *extra]
             await send(message)
 
         await self.app(scope, receive, send_with_headers)
 
 
-def _add(message: Message, extra: tuple[tuple[bytes, bytes], ...], names: frozenset[bytes]) -> None:
-    """Append ``extra`` to a response start, leaving out the names the response already has.
-
-    The message gets a new list: the app's may be shared between responses, or any iterable,
-    which ASGI allows and which may be read only once.
-    """
-    headers = message.get("headers", ())
-    if type(headers) is not list and type(headers) is not tuple:
-        headers = list(headers)
-    present: set[bytes] | None = None
-    for key, _ in headers:
-        name = key.lower()
-        if name in names:
-            if present is None:
-                present = set()
-            present.add(name)
-    if present is None:
-        message["headers"] = [*headers, *extra]
-    else:
-        message["headers"] = [*headers, *(pair for pair in extra if pair[0] not in present)]
+def _merge(
+    headers: Sequence[tuple[bytes, bytes]],
+    extra: tuple[tuple[bytes, bytes], ...],
+    names: frozenset[bytes],
+) -> list[tuple[bytes, bytes]]:
+    """``headers`` and those of ``extra`` whose names the response does not have already."""
+    present = {key.lower() for key, _ in headers} & names
+    return [*headers, *(pair for pair in extra if pair[0] not in present)]
