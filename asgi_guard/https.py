@@ -15,7 +15,6 @@ from ._asgi import (
     parse_host,
     request_info,
     send_response,
-    with_headers,
 )
 from .errors import ConfigurationError
 from .hosts import HostAllowList
@@ -26,6 +25,7 @@ __all__ = ["HTTPSRedirectMiddleware"]
 _REDIRECT_CODES: Final = frozenset({301, 302, 303, 307, 308})
 _ONE_YEAR: Final = 31_536_000
 _HSTS: Final = b"strict-transport-security"
+_HSTS_ONLY: Final = frozenset((_HSTS,))
 # Bytes kept as they are in a Location path/query: RFC 3986 pchar, "/", "?" and "%" (already
 # percent-encoded input stays as it was). Everything else, including "\\", is percent-encoded.
 _SAFE: Final = frozenset(
@@ -129,7 +129,9 @@ class HTTPSRedirectMiddleware:
         if kind == "http":
             scheme = scope.get("scheme", "http")
             if scheme == "https":
-                await self.app(scope, receive, with_headers(send, self._hsts, unless=_HSTS))
+                # Through the request context's one response hook; an app's own HSTS is kept.
+                send = request_info(scope).add_headers(send, self._hsts, _HSTS_ONLY)
+                await self.app(scope, receive, send)
                 return
             if self._exempt and self._is_exempt(scope):
                 await self.app(scope, receive, send)
