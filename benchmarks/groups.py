@@ -151,7 +151,7 @@ def routes() -> Group:
     table = RouteTable(
         {f"/r{i}/{{id}}": i for i in range(50)}
         | {f"/static/{i}": i for i in range(50)}
-        | {"/items": 1}
+        | {"/items": 1, "GET /orders": 2}
     )
 
     async def exact() -> None:
@@ -164,6 +164,7 @@ def routes() -> Group:
     exact_scope = {"type": "http", "method": "GET", "path": "/items", "root_path": ""}
     param_scope = {"type": "http", "method": "GET", "path": "/r42/17", "root_path": ""}
     rooted_scope = {"type": "http", "method": "GET", "path": "/api/items", "root_path": "/api"}
+    method_scope = {"type": "http", "method": "GET", "path": "/orders", "root_path": ""}
 
     async def exact_from_scope() -> None:
         table.match_scope(exact_scope)
@@ -174,6 +175,9 @@ def routes() -> Group:
     async def exact_under_root_path() -> None:
         table.match_scope(rooted_scope)
 
+    async def exact_with_method_from_scope() -> None:
+        table.match_scope(method_scope)
+
     return Group(
         "routes",
         [
@@ -183,6 +187,7 @@ def routes() -> Group:
             Case("exact path, from a scope", call=exact_from_scope),
             Case("one-parameter path, from a scope", call=param_from_scope),
             Case("exact path under a root_path, from a scope", call=exact_under_root_path),
+            Case("exact GET-only path, from a scope", call=exact_with_method_from_scope),
         ],
         "Route-table lookups among 101 patterns (overhead = cost of a lookup).",
     )
