@@ -6,8 +6,11 @@ from .accesslog import AccessLogMiddleware, JSONLinesHandler, RequestIdFilter, c
 from .check import Finding, check
 from .config import GuardConfig, guard, load_config
 from .errors import ConfigurationError
+from .headers import SecurityHeadersMiddleware, build_csp, inline_script_hashes
+from .hosts import AllowedHostsMiddleware
 from .https import HTTPSRedirectMiddleware
 from .jwt import AnonymousUser, AuthenticatedUser, JWTAuthMiddleware, RequireScopes
+from .metrics import Decision, MetricsMiddleware
 from .proxy import ProxyHeadersMiddleware
 from .ratelimit import RateLimitMiddleware
 from .routes import RouteTable
@@ -15,24 +18,30 @@ from .validation import ValidationMiddleware, compile_schema, openapi_components
 
 __all__ = [
     "AccessLogMiddleware",
+    "AllowedHostsMiddleware",
     "AnonymousUser",
     "AuthenticatedUser",
     "ConfigurationError",
+    "Decision",
     "Finding",
     "GuardConfig",
     "HTTPSRedirectMiddleware",
     "JSONLinesHandler",
     "JWTAuthMiddleware",
+    "MetricsMiddleware",
     "ProxyHeadersMiddleware",
     "RateLimitMiddleware",
     "RequestIdFilter",
     "RequireScopes",
     "RouteTable",
+    "SecurityHeadersMiddleware",
     "ValidationMiddleware",
+    "build_csp",
     "check",
     "compile_schema",
     "current_request_id",
     "guard",
+    "inline_script_hashes",
     "load_config",
     "openapi_components",
 ]

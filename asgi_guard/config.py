@@ -12,13 +12,18 @@ from typing import Any, Literal
 import msgspec
 
 from ._asgi import ASGIApp
+from ._teach import did_you_mean, env_value, struct_fields, teach
 from .errors import ConfigurationError
 
 __all__ = [
     "AccessLogConfig",
+    "ClaimLimit",
     "GuardConfig",
     "HTTPSConfig",
+    "HeadersConfig",
+    "HostsConfig",
     "JWTConfig",
+    "MetricsConfig",
     "ProxyConfig",
     "RateLimitConfig",
     "RouteConfig",
@@ -38,7 +43,7 @@ class ProxyConfig(_Section, frozen=True):
     """Trusted proxies (:class:`~asgi_guard.ProxyHeadersMiddleware`)."""
 
     trusted: list[str] = msgspec.field(default_factory=lambda: ["127.0.0.1", "::1"])
-    """IPs and CIDRs of the proxies whose forwarding headers are honoured."""
+    """IPs and CIDRs of the proxies, "unix" (unix-socket peers) or "unix:PATH" (one socket)."""
     mode: Literal["x-forwarded", "forwarded"] = "x-forwarded"
     """Which headers to read: X-Forwarded-* or RFC 7239 Forwarded."""
 
@@ -62,13 +67,26 @@ class HTTPSConfig(_Section, frozen=True):
     """Route patterns served over plain HTTP."""
     status_code: int = 308
     """Redirect status."""
+    keep_port: bool = False
+    """Keep the port of the request's Host in the redirect (one port for HTTP and HTTPS)."""
+
+
+class ClaimLimit(_Section, frozen=True):
+    """A limit chosen by a claim of the verified token, e.g. the caller's plan."""
+
+    claim: str
+    """The claim, e.g. "plan"."""
+    values: dict[str, str]
+    """Claim value -> limit, e.g. {free = "10/minute", pro = "1000/minute"}."""
+    default: str
+    """The limit of callers whose token lacks the claim or names another value."""
 
 
 class RateLimitConfig(_Section, frozen=True):
     """Rate limiting (:class:`~asgi_guard.RateLimitMiddleware`)."""
 
-    limit: str | None = None
-    """Default limit for routes without a rule, e.g. "100/minute"."""
+    limit: str | ClaimLimit | None = None
+    """Default limit for routes without a rule, e.g. "100/minute", or {claim, values, default}."""
     rules: dict[str, Any] = msgspec.field(default_factory=dict)
     """Route pattern -> limit, "exempt", or {limit, cost, group}."""
     strategy: Literal["sliding-window", "moving-window", "fixed-window"] = "sliding-window"
@@ -77,14 +95,16 @@ class RateLimitConfig(_Section, frozen=True):
     """A limits storage URI (memory://, redis://...)."""
     key: str = "ip"
     """ip, sub, claim:<name> or header:<name>; identity keys run after JWT authentication."""
-    identity_limit: str | None = None
+    identity_limit: str | ClaimLimit | None = None
     """A second default limit keyed by the JWT subject, applied after authentication."""
     headers: bool | Literal["legacy"] = True
     """IETF RateLimit headers; "legacy" adds X-RateLimit-*."""
     shadow: bool = False
     """Count and log, never refuse."""
-    on_storage_error: Literal["open", "closed"] = "open"
-    """Admit (open) or refuse with 503 (closed) while the storage fails."""
+    on_storage_error: Literal["open", "closed", "local"] = "open"
+    """Admit (open), refuse with 503 (closed) or count in process (local) while the storage fails."""
+    processes: int = 1
+    """Processes sharing the storage: the local fallback enforces each limit divided by it."""
     storage_timeout: float = 0.5
     """Seconds a network storage may take."""
     ipv6_prefix: int = 64
@@ -122,6 +142,8 @@ class JWTConfig(_Section, frozen=True):
     """WWW-Authenticate realm."""
     cache_size: int = 10_000
     """Verified-token cache entries."""
+    cache_max_bytes: int = 32 * 1024 * 1024
+    """Memory the verified-token cache may hold, in bytes."""
     public_preflight: bool = True
     """Let CORS preflights through as on a public route (browsers send them without credentials)."""
 
@@ -137,6 +159,8 @@ class ValidationConfig(_Section, frozen=True):
     """Largest accepted body in bytes."""
     max_depth: int = 64
     """Deepest accepted JSON nesting."""
+    body_timeout: float | None = 10.0
+    """Seconds for receiving a whole body before 408 (None: no limit)."""
 
 
 class AccessLogConfig(_Section, frozen=True):
@@ -154,6 +178,63 @@ class AccessLogConfig(_Section, frozen=True):
     """Request headers to include in records (redacted)."""
     exclude: list[str] = msgspec.field(default_factory=list)
     """Route patterns whose answers are logged only when they are errors (status >= 400)."""
+    redact_values: list[str] = msgspec.field(default_factory=list)
+    """More regular expressions of credentials, redacted wherever they appear."""
+    output: Literal["auto", "stdout", "logging"] = "auto"
+    """When no logging handler would receive the records: "auto" writes them as JSON lines to
+    stdout; "stdout" always does; "logging" leaves logging alone and warns."""
+
+
+class HeadersConfig(_Section, frozen=True):
+    """Response security headers (:class:`~asgi_guard.SecurityHeadersMiddleware`).
+
+    Each header option takes a value, or "" to send no such header.
+    """
+
+    content_type_options: str | None = "nosniff"
+    """X-Content-Type-Options."""
+    frame_options: str | None = "DENY"
+    """X-Frame-Options: DENY or SAMEORIGIN."""
+    content_security_policy: str | dict[str, list[str]] | None = (
+        "default-src 'none'; frame-ancestors 'none'"
+    )
+    """Content-Security-Policy, as a string or a table of directive -> sources."""
+    referrer_policy: str | None = "no-referrer"
+    """Referrer-Policy."""
+    cross_origin_resource_policy: str | None = "same-origin"
+    """Cross-Origin-Resource-Policy."""
+    cross_origin_opener_policy: str | None = None
+    """Cross-Origin-Opener-Policy (off by default)."""
+    cross_origin_embedder_policy: str | None = None
+    """Cross-Origin-Embedder-Policy (off by default)."""
+    permissions_policy: str | dict[str, list[str]] | None = None
+    """Permissions-Policy, as a string or a table of feature -> origins (off by default)."""
+    cache_control: str | None = "no-store"
+    """Cache-Control on responses to requests with Authorization or Cookie, unless the app set one."""
+    extra: dict[str, str] = msgspec.field(default_factory=dict)
+    """Any other response headers to add."""
+    rules: dict[str, dict[str, Any]] = msgspec.field(default_factory=dict)
+    """Route pattern -> {option = value} overrides (a page with its own CSP)."""
+
+
+class HostsConfig(_Section, frozen=True):
+    """The Host allow-list (:class:`~asgi_guard.AllowedHostsMiddleware`)."""
+
+    allowed: list[str]
+    """Host names this service answers to: "api.example.com", "*.example.com"."""
+    exempt: list[str] = msgspec.field(default_factory=list)
+    """Route patterns answered whatever the Host (a health check addressed by IP)."""
+
+
+class MetricsConfig(_Section, frozen=True):
+    """Decision metrics (:class:`~asgi_guard.MetricsMiddleware`)."""
+
+    otel: bool = True
+    """Record through the OpenTelemetry metrics API (the ``metrics`` extra)."""
+    histogram: bool = True
+    """Also record asgi_guard.added_duration, the time the stack adds per request."""
+    on_decision: str | None = None
+    """A "module:function" called with every :class:`~asgi_guard.metrics.Decision`."""
 
 
 class RouteConfig(_Section, frozen=True):
@@ -165,8 +246,8 @@ class RouteConfig(_Section, frozen=True):
     """Scopes a token must grant."""
     public: bool = False
     """No token needed."""
-    limit: str | None = None
-    """Rate limit of this route."""
+    limit: str | ClaimLimit | None = None
+    """Rate limit of this route, or {claim, values, default}."""
     cost: int = 1
     """Hits one request counts for."""
     schema: str | dict[str, Any] | None = None
@@ -177,6 +258,8 @@ class RouteConfig(_Section, frozen=True):
     """Serve over plain HTTP without redirect."""
     log: bool = True
     """false: log this route's answers only when they are errors (access_log.exclude)."""
+    headers: dict[str, Any] | None = None
+    """Security-header overrides for this route, e.g. {content_security_policy = "..."}."""
 
 
 class GuardConfig(_Section, frozen=True):
@@ -188,7 +271,13 @@ class GuardConfig(_Section, frozen=True):
     jwt: JWTConfig | None = None
     validation: ValidationConfig | None = None
     access_log: AccessLogConfig | None = None
+    headers: HeadersConfig | None = None
+    hosts: HostsConfig | None = None
+    metrics: MetricsConfig | None = None
     routes: list[RouteConfig] = msgspec.field(default_factory=list)
+    dev: bool = False
+    """Local development: loopback is a trusted proxy, no HSTS, redirects keep the request's
+    port (``asgi-guard serve --dev`` or ``ASGI_GUARD_DEV=1``). ``check`` reports it as an error."""
 
 
 _SECTIONS = {
@@ -198,6 +287,9 @@ _SECTIONS = {
     "jwt": JWTConfig,
     "validation": ValidationConfig,
     "access_log": AccessLogConfig,
+    "headers": HeadersConfig,
+    "hosts": HostsConfig,
+    "metrics": MetricsConfig,
 }
 
 
@@ -216,19 +308,29 @@ def _read_file(path: Path) -> dict[str, Any]:
 
 
 def _apply_env(data: dict[str, Any], environ: Mapping[str, str]) -> dict[str, Any]:
-    """ASGI_GUARD_<SECTION>__<OPTION>=value overrides (secrets stay out of files)."""
+    """ASGI_GUARD_<SECTION>__<OPTION>=value overrides (secrets stay out of files), and
+    ASGI_GUARD_DEV for the local mode."""
     for name, value in environ.items():
+        if name == _ENV_PREFIX + "DEV":
+            data["dev"] = value
+            continue
         if not name.startswith(_ENV_PREFIX) or "__" not in name:
             continue
         section, _, option = name[len(_ENV_PREFIX) :].lower().partition("__")
         if section not in _SECTIONS:
-            raise ConfigurationError(name, f"unknown section {section!r}")
-        if option not in _SECTIONS[section].__struct_fields__:
-            raise ConfigurationError(name, f"unknown option {option!r} of [{section}]")
+            raise ConfigurationError(
+                name, f"unknown section {section!r}{did_you_mean(section, _SECTIONS)}"
+            )
+        fields = struct_fields(_SECTIONS[section])
+        if option not in fields:
+            raise ConfigurationError(
+                name,
+                f"unknown option {option!r} of [{section}]{did_you_mean(option, fields)}",
+            )
         target = data.setdefault(section, {})
         if not isinstance(target, dict):
             raise ConfigurationError(name, f"[{section}] is not a table")
-        target[option] = value
+        target[option] = env_value(name, value, fields[option])
     return data
 
 
@@ -258,7 +360,7 @@ def load_config(
     except msgspec.ValidationError as exc:
         message, _, where = str(exc).partition(" - at `")
         where = where.rstrip("`").removeprefix("$").lstrip(".") or "config"
-        raise ConfigurationError(where, message) from None
+        raise ConfigurationError(where, teach(GuardConfig, where, message)) from None
 
 
 def resolve(reference: str, where: str) -> Any:
@@ -283,6 +385,34 @@ def _identity_key(key: str) -> bool:
     return key == "sub" or key.startswith("claim:")
 
 
+def _builtin(value: Any) -> Any:
+    """A limit option as the layer takes it: a string, or a dict for a :class:`ClaimLimit`."""
+    return msgspec.to_builtins(value) if isinstance(value, msgspec.Struct) else value
+
+
+def _no_claim_limit_before_jwt(
+    limit: Any, rules: dict[str, Any], routes: list[RouteConfig]
+) -> None:
+    """Refuse a claim-chosen limit in the IP-keyed layer, which runs before JWT: no verified
+    claim exists there, so every caller would silently get the default."""
+    from .ratelimit import is_claim_limit
+
+    found = "rate_limit.limit" if is_claim_limit(limit) else None
+    for pattern, value in rules.items():
+        if found is None and (
+            is_claim_limit(value)
+            or (isinstance(value, dict) and is_claim_limit(value.get("limit")))
+        ):
+            index = next((i for i, r in enumerate(routes) if r.path == pattern), None)
+            found = f"rate_limit.rules[{pattern!r}]" if index is None else f"routes[{index}].limit"
+    if found is not None:
+        raise ConfigurationError(
+            found,
+            "a limit chosen by a claim needs the verified token: the IP-keyed limit runs before"
+            ' JWT. Use key = "sub" (or "claim:<name>"), or put it in identity_limit',
+        )
+
+
 def _options(section: _Section) -> dict[str, Any]:
     """A section's fields as keyword arguments for its layer."""
     return msgspec.structs.asdict(section)
@@ -305,8 +435,8 @@ def guard(
 ) -> ASGIApp:
     """Wrap ``app`` in the layers ``config`` enables, in the order that keeps them correct::
 
-        ProxyHeaders -> AccessLog -> HTTPSRedirect -> RateLimit(ip) -> JWTAuth
-            -> RateLimit(identity) -> Validation -> app
+        ProxyHeaders -> AccessLog -> AllowedHosts -> HTTPSRedirect -> SecurityHeaders
+            -> RateLimit(ip) -> JWTAuth -> RateLimit(identity) -> Validation -> app
 
     ``config`` is a :class:`GuardConfig`, a dict of the same shape, or the path of a TOML file
     (``pyproject.toml`` is read from ``[tool.asgi-guard]``). ``ASGI_GUARD_<SECTION>__<OPTION>``
@@ -314,14 +444,21 @@ def guard(
     :class:`ConfigurationError` here, at start-up, never at the first request.
     """
     from .accesslog import AccessLogMiddleware
+    from .headers import SecurityHeadersMiddleware
+    from .hosts import AllowedHostsMiddleware
     from .https import HTTPSRedirectMiddleware
     from .jwt import JWTAuthMiddleware
+    from .metrics import AppTimer, MetricsMiddleware
     from .proxy import ProxyHeadersMiddleware
-    from .ratelimit import RateLimitMiddleware, _parse_limit
+    from .ratelimit import RateLimitMiddleware, policy_of
     from .routes import parse_pattern
     from .validation import ValidationMiddleware
 
     cfg = load_config(config, environ)
+    if cfg.dev:
+        from .local import local_mode
+
+        cfg = local_mode(cfg)
     jwt_rules = dict(cfg.jwt.rules) if cfg.jwt else {}
     limit_rules = dict(cfg.rate_limit.rules) if cfg.rate_limit else {}
     schemas = {
@@ -334,6 +471,7 @@ def guard(
     }
     exempt = list(cfg.https.exempt) if cfg.https else []
     excluded = list(cfg.access_log.exclude) if cfg.access_log else []
+    header_rules = dict(cfg.headers.rules) if cfg.headers else {}
     for index, route in enumerate(cfg.routes):
         where = f"routes[{index}]"
         parse_pattern(route.path, f"{where}.path")
@@ -346,9 +484,10 @@ def guard(
         if route.limit is not None:
             if cfg.rate_limit is None:
                 raise ConfigurationError(f"{where}.limit", "needs a [rate_limit] section")
-            _parse_limit(f"{where}.limit", route.limit)
+            route_limit = _builtin(route.limit)
+            policy_of(f"{where}.limit", route_limit, "", route.cost)
             limit_rules[route.path] = (
-                {"limit": route.limit, "cost": route.cost} if route.cost != 1 else route.limit
+                {"limit": route_limit, "cost": route.cost} if route.cost != 1 else route_limit
             )
         if route.schema is not None:
             if cfg.validation is None:
@@ -366,10 +505,16 @@ def guard(
             if cfg.access_log is None:
                 raise ConfigurationError(f"{where}.log", "needs an [access_log] section")
             excluded.append(route.path)
+        if route.headers is not None:
+            if cfg.headers is None:
+                raise ConfigurationError(f"{where}.headers", "needs a [headers] section")
+            header_rules[route.path] = route.headers
 
     # Built from the inside out. Sections use the layers' own option names, so each section's
     # fields are passed as they are, with the rules merged from `routes` overriding.
     stack: ASGIApp = app
+    if cfg.metrics is not None and cfg.metrics.otel and cfg.metrics.histogram:
+        stack = AppTimer(stack)  # innermost: the app's own time, subtracted from the stack's
     if cfg.validation is not None:
         stack = _build(
             "validation",
@@ -386,16 +531,18 @@ def guard(
         common = _options(rl)
         for own in ("limit", "rules", "key", "identity_limit"):
             del common[own]
+        limit, identity_limit = _builtin(rl.limit), _builtin(rl.identity_limit)
         if _identity_key(rl.key):
             if rl.identity_limit is not None:
                 raise ConfigurationError(
                     "rate_limit.identity_limit", "with an identity key, use limit"
                 )
-            identity_limits = {"limit": rl.limit, "rules": limit_rules, "key": rl.key, **common}
+            identity_limits = {"limit": limit, "rules": limit_rules, "key": rl.key, **common}
         else:
-            ip_limits = {"limit": rl.limit, "rules": limit_rules, "key": rl.key, **common}
+            _no_claim_limit_before_jwt(limit, limit_rules, cfg.routes)
+            ip_limits = {"limit": limit, "rules": limit_rules, "key": rl.key, **common}
             if rl.identity_limit is not None:
-                identity_limits = {"limit": rl.identity_limit, "rules": {}, "key": "sub", **common}
+                identity_limits = {"limit": identity_limit, "rules": {}, "key": "sub", **common}
         if identity_limits is not None:
             if cfg.jwt is None:
                 raise ConfigurationError(
@@ -406,10 +553,25 @@ def guard(
         stack = _build("jwt", JWTAuthMiddleware, stack, **{**_options(cfg.jwt), "rules": jwt_rules})
     if ip_limits is not None:
         stack = _build("rate_limit", RateLimitMiddleware, stack, **ip_limits)
-    if cfg.https is not None:
+    # Security headers outside every layer that refuses (429, 401, 403, 413, 422), so its
+    # refusals carry them too.
+    if cfg.headers is not None:
         stack = _build(
-            "https", HTTPSRedirectMiddleware, stack, **{**_options(cfg.https), "exempt": exempt}
+            "headers",
+            SecurityHeadersMiddleware,
+            stack,
+            **{**_options(cfg.headers), "rules": header_rules},
         )
+    if cfg.https is not None:
+        https_options = {**_options(cfg.https), "exempt": exempt}
+        if cfg.https.allowed_hosts is None and cfg.hosts is not None:
+            # A redirect may point only where requests are served.
+            https_options["allowed_hosts"] = cfg.hosts.allowed
+        stack = _build("https", HTTPSRedirectMiddleware, stack, **https_options)
+    # After ProxyHeaders (the forwarded Host is the one checked), inside the access log (its
+    # refusals are logged), before everything else.
+    if cfg.hosts is not None:
+        stack = _build("hosts", AllowedHostsMiddleware, stack, **_options(cfg.hosts))
     if cfg.access_log is not None:
         stack = _build(
             "access_log",
@@ -417,6 +579,51 @@ def guard(
             stack,
             **{**_options(cfg.access_log), "exclude": excluded},
         )
+    if cfg.metrics is not None:
+        # Outside every layer that refuses, so it sees each decision's final code.
+        deciding = [
+            ("host", cfg.hosts is not None),
+            ("https", cfg.https is not None),
+            ("ratelimit", ip_limits is not None),
+            ("jwt", cfg.jwt is not None),
+            ("ratelimit", identity_limits is not None),
+            ("validation", cfg.validation is not None),
+        ]
+        patterns = [
+            *(route.path for route in cfg.routes),
+            *jwt_rules,
+            *limit_rules,
+            *schemas,
+            *queries,
+            *exempt,
+            *excluded,
+        ]
+        hook = cfg.metrics.on_decision
+        stack = _build(
+            "metrics",
+            MetricsMiddleware,
+            stack,
+            layers=[layer for layer, present in deciding if present],
+            routes=_distinct_routes(patterns),
+            otel=cfg.metrics.otel,
+            histogram=cfg.metrics.histogram,
+            on_decision=None if hook is None else resolve(hook, "metrics.on_decision"),
+        )
     if cfg.proxy is not None:
         stack = _build("proxy", ProxyHeadersMiddleware, stack, **_options(cfg.proxy))
     return stack
+
+
+def _distinct_routes(patterns: list[str]) -> list[str]:
+    """The patterns, each route once: sections may name the same route in other spellings
+    (``GET /a`` in one, ``GET|HEAD /a`` in another), which one table cannot hold twice."""
+    from .routes import RouteTable
+
+    kept: list[str] = []
+    for pattern in dict.fromkeys(patterns):
+        try:
+            RouteTable.of_patterns([*kept, pattern], option="routes")
+        except ConfigurationError:
+            continue
+        kept.append(pattern)
+    return kept

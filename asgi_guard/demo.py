@@ -64,6 +64,7 @@ def demo_config(private_jwks: dict[str, Any]) -> dict[str, Any]:
         "proxy": {"trusted": ["127.0.0.1", "::1"]},
         "access_log": {},
         "https": {"exempt": ["/health"]},
+        "headers": {},
         "rate_limit": {"limit": "120/minute", "storage": "memory://"},
         "jwt": {
             "jwks": public_jwks(private_jwks),

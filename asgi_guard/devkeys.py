@@ -8,9 +8,9 @@ from collections.abc import Iterable
 from typing import Any
 
 from joserfc import jwt
-from joserfc.jwk import ECKey, KeySet
+from joserfc.jwk import ECKey, KeySet, OctKey
 
-__all__ = ["generate_keys", "mint_token", "public_jwks"]
+__all__ = ["generate_keys", "mint_secret_token", "mint_token", "public_jwks"]
 
 DEV_ISSUER = "asgi-guard-dev"
 DEV_AUDIENCE = "asgi-guard-dev-api"
@@ -29,28 +29,62 @@ def public_jwks(private: dict[str, Any]) -> dict[str, Any]:
     return dict(KeySet.import_key_set(private).as_dict(private=False))  # type: ignore[arg-type]
 
 
+def _claims(
+    sub: str,
+    scopes: Iterable[str],
+    ttl: int,
+    issuer: str | None,
+    audience: str | None,
+    extra: dict[str, Any] | None,
+) -> dict[str, Any]:
+    now = int(time.time())
+    claims: dict[str, Any] = {
+        "sub": sub,
+        "iat": now,
+        "exp": now + ttl,
+        "jti": uuid.uuid4().hex,
+        "scope": " ".join(scopes),
+    }
+    if issuer is not None:
+        claims["iss"] = issuer
+    if audience is not None:
+        claims["aud"] = audience
+    return {**claims, **(extra or {})}
+
+
 def mint_token(
     private: dict[str, Any],
     *,
     sub: str,
     scopes: Iterable[str] = (),
     ttl: int = 3600,
-    issuer: str = DEV_ISSUER,
-    audience: str = DEV_AUDIENCE,
+    issuer: str | None = DEV_ISSUER,
+    audience: str | None = DEV_AUDIENCE,
     extra: dict[str, Any] | None = None,
 ) -> str:
-    """An ES256 access token (``typ: at+jwt``, RFC 9068) signed with the JWKS's first key."""
+    """An ES256 access token (``typ: at+jwt``, RFC 9068) signed with the JWKS's first key.
+
+    Raises ValueError when that key is not a private EC key.
+    """
     key = ECKey.import_key(private["keys"][0])
-    now = int(time.time())
-    claims: dict[str, Any] = {
-        "iss": issuer,
-        "aud": audience,
-        "sub": sub,
-        "iat": now,
-        "exp": now + ttl,
-        "jti": uuid.uuid4().hex,
-        "scope": " ".join(scopes),
-        **(extra or {}),
-    }
+    if not key.is_private:
+        raise ValueError("the key set holds a public key only")
     header = {"alg": "ES256", "typ": "at+jwt", "kid": key.kid}
+    claims = _claims(sub, scopes, ttl, issuer, audience, extra)
     return jwt.encode(header, claims, key, algorithms=["ES256"])
+
+
+def mint_secret_token(
+    secret: str,
+    *,
+    sub: str,
+    scopes: Iterable[str] = (),
+    ttl: int = 3600,
+    issuer: str | None = None,
+    audience: str | None = None,
+    extra: dict[str, Any] | None = None,
+) -> str:
+    """An HS256 access token (``typ: at+jwt``) for a ``jwt.secret`` config (RFC 7518 section 3.2)."""
+    key = OctKey.import_key(secret.encode())
+    claims = _claims(sub, scopes, ttl, issuer, audience, extra)
+    return jwt.encode({"alg": "HS256", "typ": "at+jwt"}, claims, key, algorithms=["HS256"])

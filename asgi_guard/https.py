@@ -13,10 +13,11 @@ from ._asgi import (
     Send,
     header_values,
     parse_host,
+    request_info,
     send_response,
-    with_headers,
 )
 from .errors import ConfigurationError
+from .hosts import HostAllowList
 from .routes import RouteTable
 
 __all__ = ["HTTPSRedirectMiddleware"]
@@ -24,6 +25,7 @@ __all__ = ["HTTPSRedirectMiddleware"]
 _REDIRECT_CODES: Final = frozenset({301, 302, 303, 307, 308})
 _ONE_YEAR: Final = 31_536_000
 _HSTS: Final = b"strict-transport-security"
+_HSTS_ONLY: Final = frozenset((_HSTS,))
 # Bytes kept as they are in a Location path/query: RFC 3986 pchar, "/", "?" and "%" (already
 # percent-encoded input stays as it was). Everything else, including "\\", is percent-encoded.
 _SAFE: Final = frozenset(
@@ -83,6 +85,7 @@ class HTTPSRedirectMiddleware:
         https_port: int = 443,
         exempt: Iterable[str] = (),
         status_code: int = 308,
+        keep_port: bool = False,
     ) -> None:
         if status_code not in _REDIRECT_CODES:
             raise ConfigurationError(
@@ -100,6 +103,7 @@ class HTTPSRedirectMiddleware:
         self.app = app
         self.status_code = status_code
         self._port_suffix = "" if https_port == 443 else f":{https_port}"
+        self._keep_port = keep_port
 
         self._host: str | None = None
         if host is not None:
@@ -108,21 +112,9 @@ class HTTPSRedirectMiddleware:
                 raise ConfigurationError("host", f"{host!r} is not a valid host[:port]")
             self._host = parsed[0] + (f":{parsed[1]}" if parsed[1] else self._port_suffix)
 
-        self._exact_hosts: frozenset[str] | None = None
-        self._suffixes: tuple[str, ...] = ()
+        self._allowed: HostAllowList | None = None
         if allowed_hosts is not None:
-            exact, suffixes = set(), []
-            for name in [allowed_hosts] if isinstance(allowed_hosts, str) else allowed_hosts:
-                base = name[2:] if name.startswith("*.") else name
-                if not isinstance(name, str) or parse_host(base) is None or ":" in base.strip("[]"):
-                    raise ConfigurationError("allowed_hosts", f"{name!r} is not a host name")
-                name = name.lower().removesuffix(".")  # "example.com." is example.com
-                if name.startswith("*."):
-                    suffixes.append(name[1:])
-                else:
-                    exact.add(name)
-            self._exact_hosts = frozenset(exact)
-            self._suffixes = tuple(suffixes)
+            self._allowed = HostAllowList(allowed_hosts, option="allowed_hosts")
 
         self._exempt = RouteTable.of_patterns(exempt, option="exempt")
         directives = f"max-age={hsts_max_age}"
@@ -137,7 +129,9 @@ class HTTPSRedirectMiddleware:
         if kind == "http":
             scheme = scope.get("scheme", "http")
             if scheme == "https":
-                await self.app(scope, receive, with_headers(send, self._hsts, unless=_HSTS))
+                # Through the request context's one response hook; an app's own HSTS is kept.
+                send = request_info(scope).add_headers(send, self._hsts, _HSTS_ONLY)
+                await self.app(scope, receive, send)
                 return
             if self._exempt and self._is_exempt(scope):
                 await self.app(scope, receive, send)
@@ -152,7 +146,7 @@ class HTTPSRedirectMiddleware:
             await self.app(scope, receive, send)
 
     def _is_exempt(self, scope: Scope) -> bool:
-        return self._exempt.match_scope(scope) is not None
+        return self._exempt.match_scope_or_none(scope) is not None
 
     def _redirect_host(self, scope: Scope) -> str | None:
         if self._host is not None:
@@ -166,12 +160,10 @@ class HTTPSRedirectMiddleware:
         # A fully qualified name's trailing dot names the same host (RFC 1034 section 3.1):
         # matched, and redirected to, without it.
         name = parsed[0].removesuffix(".")
-        if (
-            self._exact_hosts is not None
-            and name not in self._exact_hosts
-            and not any(name.endswith(suffix) for suffix in self._suffixes)
-        ):
+        if self._allowed is not None and name not in self._allowed:
             return None
+        if self._keep_port and parsed[1] is not None:
+            return f"{name}:{parsed[1]}"
         return name + self._port_suffix
 
     async def _redirect(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -188,6 +180,8 @@ class HTTPSRedirectMiddleware:
             path = root_path.encode() + path
         if not path.startswith(b"/"):
             path = b"/" + path
+        # A decision too: the access log and the metrics name the layer that answered.
+        request_info(scope).code = "https.redirect"
         location = b"https://" + host.encode() + _escape(path)
         query: bytes = scope.get("query_string", b"")
         if query:

@@ -15,7 +15,17 @@ __all__ = ["ProxyHeadersMiddleware"]
 _INVALID: Final = 0
 _UNTRUSTED: Final = 1
 _TRUSTED: Final = 2
-_SCHEMES: Final = {"http": ("http", "ws"), "https": ("https", "wss")}
+#: RFC 7239 section 5.4: ``proto`` is any URI scheme (RFC 3986 section 3.1). The four an ASGI
+#: scope can carry are read as (http scheme, websocket scheme): Traefik sends ``wss``/``ws`` for
+#: websocket upgrades, nginx and Envoy ``https``/``http``. Other schemes leave the scope as it was.
+_SCHEMES: Final = {
+    "http": ("http", "ws"),
+    "ws": ("http", "ws"),
+    "https": ("https", "wss"),
+    "wss": ("https", "wss"),
+}
+#: The ``trusted`` value naming unix-socket peers; ``unix:PATH`` names one listening socket.
+_UNIX: Final = "unix"
 
 Hop = tuple[str, int]
 #: (client, (http scheme, websocket scheme), Host value): what a header value resolves to.
@@ -35,15 +45,29 @@ def _item(raw: bytes, index: int, count: int) -> bytes:
 
 
 class _TrustedProxies:
-    """The ``trusted`` option, parsed once: addresses and networks, with a memo per address."""
+    """The ``trusted`` option, parsed once: addresses, networks and unix sockets, with a memo.
+
+    A unix-socket peer has no address: servers give ``scope["client"] = None`` (uvicorn
+    ``--uds``, Hypercorn) and ``scope["server"] = (path, None)`` (the ASGI spec's form for a
+    unix socket; Hypercorn gives None). ``"unix"`` trusts such peers on any socket,
+    ``"unix:/run/app.sock"`` only on that listening socket; ``"*"`` trusts them too.
+    """
 
     def __init__(self, trusted: Iterable[str] | str) -> None:
         items = [trusted] if isinstance(trusted, str) else list(trusted)
         self.everyone = "*" in items
+        self.unix_any = self.everyone
+        self.unix_paths: set[str] = set()
         self.addresses: set[ipaddress.IPv4Address | ipaddress.IPv6Address] = set()
         self.networks: list[ipaddress.IPv4Network | ipaddress.IPv6Network] = []
         for item in items:
             if item == "*":
+                continue
+            if item == _UNIX:
+                self.unix_any = True
+                continue
+            if isinstance(item, str) and item.startswith("unix:") and len(item) > 5:
+                self.unix_paths.add(item[5:])
                 continue
             try:
                 if "/" in item:
@@ -52,10 +76,22 @@ class _TrustedProxies:
                     self.addresses.add(ipaddress.ip_address(item))
             except (ValueError, TypeError):
                 raise ConfigurationError(
-                    "trusted", f"{item!r} is not an IP address, a CIDR network or '*'"
+                    "trusted",
+                    f"{item!r} is not an IP address, a CIDR network, 'unix', 'unix:/PATH' or '*'",
                 ) from None
+        self.unix = self.unix_any or bool(self.unix_paths)
         # Addresses repeat from request to request: parse and classify each one once.
         self.classify = functools.lru_cache(maxsize=4096)(self._classify)
+
+    def unix_peer(self, scope: Scope) -> bool:
+        """Whether a peer without an address is a trusted unix-socket peer."""
+        server = scope.get("server")
+        if server is None:
+            return self.unix_any
+        # A server address with a port is TCP: a peer without an address there is unknown.
+        if server[1] is not None:
+            return False
+        return self.unix_any or server[0] in self.unix_paths
 
     def _classify(self, host: str) -> int:
         try:
@@ -174,9 +210,11 @@ class ProxyHeadersMiddleware:
 
     Args:
         app: the ASGI app to wrap.
-        trusted: IP addresses and CIDR networks (v4 or v6) of the proxies to trust. ``"*"``
-            trusts every peer, which lets any client forge its address: only for apps that no
-            client can reach except through a proxy.
+        trusted: what the proxies connect from: IP addresses and CIDR networks (v4 or v6);
+            ``"unix"`` for peers on a unix domain socket (they have no address:
+            ``scope["client"]`` is None), ``"unix:/path/app.sock"`` for peers on that socket
+            only. ``"*"`` trusts every peer, unix ones included, which lets any client forge its
+            address: only for apps that no client can reach except through a proxy.
         mode: ``"x-forwarded"`` or ``"forwarded"``.
     """
 
@@ -193,6 +231,7 @@ class ProxyHeadersMiddleware:
         self.mode = mode
         self._trusted = _TrustedProxies(trusted)
         self._classify = self._trusted.classify
+        self._unix = self._trusted.unix
         # Header values repeat from request to request: resolve each distinct one once.
         self._memo = BoundedMemo()
 
@@ -200,7 +239,10 @@ class ProxyHeadersMiddleware:
         kind = scope["type"]
         if kind == "http" or kind == "websocket":
             client = scope.get("client")
-            if client and self._classify(client[0]) == _TRUSTED:
+            # A peer with no address ("" classifies as invalid) may be a trusted unix socket.
+            if (client and self._classify(client[0]) == _TRUSTED) or (
+                self._unix and not (client and client[0]) and self._trusted.unix_peer(scope)
+            ):
                 if self.mode == "x-forwarded":
                     self._x_forwarded(scope, kind)
                 else:

@@ -160,12 +160,29 @@ def routes() -> Group:
     async def param() -> None:
         table.match("GET", "/r42/17")
 
+    # What the layers call: the scope's path, relative to root_path, as the frameworks read it.
+    exact_scope = {"type": "http", "method": "GET", "path": "/items", "root_path": ""}
+    param_scope = {"type": "http", "method": "GET", "path": "/r42/17", "root_path": ""}
+    rooted_scope = {"type": "http", "method": "GET", "path": "/api/items", "root_path": "/api"}
+
+    async def exact_from_scope() -> None:
+        table.match_scope(exact_scope)
+
+    async def param_from_scope() -> None:
+        table.match_scope(param_scope)
+
+    async def exact_under_root_path() -> None:
+        table.match_scope(rooted_scope)
+
     return Group(
         "routes",
         [
             Case("empty coroutine", call=empty_coroutine),
             Case("exact path", call=exact),
             Case("one-parameter path", call=param),
+            Case("exact path, from a scope", call=exact_from_scope),
+            Case("one-parameter path, from a scope", call=param_from_scope),
+            Case("exact path under a root_path, from a scope", call=exact_under_root_path),
         ],
         "Route-table lookups among 101 patterns (overhead = cost of a lookup).",
     )
@@ -772,6 +789,45 @@ def stacks() -> list[Group]:
     ]
 
 
+def metrics_layer() -> Group:
+    """The decision metrics: the hook alone, and the OpenTelemetry SDK's counter and histogram."""
+    from opentelemetry.sdk.metrics import MeterProvider
+    from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+
+    from asgi_guard import MetricsMiddleware
+    from asgi_guard.metrics import AppTimer
+
+    get = scope_factory()
+    layers = ["https", "ratelimit", "jwt", "validation"]
+    routes = ["GET /items", "POST /orders", "/orders/{id}"]
+    provider = MeterProvider(metric_readers=[InMemoryMetricReader()])
+    return Group(
+        "layer:metrics",
+        [
+            Case("raw ASGI app", raw_app, get),
+            Case(
+                "Metrics on_decision hook (4 layers)",
+                MetricsMiddleware(
+                    raw_app,
+                    layers=layers,
+                    routes=routes,
+                    otel=False,
+                    on_decision=lambda decision: None,
+                ),
+                get,
+            ),
+            Case(
+                "Metrics OpenTelemetry SDK (4 layers, histogram)",
+                MetricsMiddleware(
+                    AppTimer(raw_app), layers=layers, routes=routes, meter_provider=provider
+                ),
+                get,
+            ),
+        ],
+        "Off, the layer is not in the stack and costs nothing.",
+    )
+
+
 #: Group-name prefixes each builder makes, so --only builds (and imports) just what it runs.
 BUILDERS: list[tuple[tuple[str, ...], Callable[[], Group | list[Group]]]] = [
     (("floor",), floor),
@@ -782,8 +838,25 @@ BUILDERS: list[tuple[tuple[str, ...], Callable[[], Group | list[Group]]]] = [
     (("layer:ratelimit", "library:limits", "peer:ratelimit"), ratelimit_layer),
     (("layer:validation", "library:validation"), validation_layer),
     (("layer:accesslog", "library:logging"), accesslog_layer),
+    (("layer:metrics",), metrics_layer),
     (("stack:get", "stack:post"), stacks),
+    (("layer:headers", "layer:hosts"), lambda: _headers_groups()),
 ]
+
+
+def _headers_groups() -> list[Group]:
+    from .headers import build  # imports this module: loaded only when run
+
+    return build()
+
+
+def _ratelimit_decisions() -> Group:
+    from .ratelimit_redis import ratelimit_decisions  # starts a redis-server: only when run
+
+    return ratelimit_decisions()
+
+
+BUILDERS.append((("decision:ratelimit",), _ratelimit_decisions))
 
 
 def build_groups(only: list[str] | None = None) -> list[Group]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import gzip
 import hashlib
 import hmac
 import json
@@ -90,7 +91,12 @@ def unsigned(header: dict[str, Any], payload: dict[str, Any] | str, signature: b
 
 
 class JWKSServer:
-    """A real HTTP server on 127.0.0.1 serving a JWKS and an OIDC discovery document."""
+    """A real HTTP server on 127.0.0.1 serving a JWKS and an OIDC discovery document.
+
+    Hostile modes: ``trickle`` sends the whole answer (status line included) one byte every
+    ``trickle`` seconds; ``hang`` accepts and never answers; ``content_encoding`` labels the
+    body (``"gzip"`` with no ``body`` compresses the JWKS; a given ``body`` is sent as it is).
+    """
 
     def __init__(self) -> None:
         self.jwks: dict[str, Any] = {"keys": []}
@@ -99,7 +105,12 @@ class JWKSServer:
         self.delay = 0.0
         self.body: bytes | None = None
         self.redirect_to: str | None = None
+        self.content_encoding: str | None = None
+        self.trickle = 0.0
+        self.jwks_uri: str | None = None
+        self.hang = False
         self.hits: dict[str, int] = {}
+        self.closed = threading.Event()
         server = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -107,9 +118,12 @@ class JWKSServer:
                 server.hits[self.path] = server.hits.get(self.path, 0) + 1
                 if server.delay:
                     time.sleep(server.delay)
+                if server.hang:
+                    server.closed.wait()
+                    return
                 if self.path == "/.well-known/openid-configuration":
                     body = json.dumps(
-                        {"issuer": server.url, "jwks_uri": server.url + "/jwks"}
+                        {"issuer": server.url, "jwks_uri": server.jwks_uri or server.url + "/jwks"}
                     ).encode()
                 elif server.redirect_to is not None:
                     self.send_response(302)
@@ -117,17 +131,30 @@ class JWKSServer:
                     self.send_header("content-length", "0")
                     self.end_headers()
                     return
+                elif server.body is not None:
+                    body = server.body
                 else:
-                    body = (
-                        server.body if server.body is not None else json.dumps(server.jwks).encode()
-                    )
-                self.send_response(server.status)
-                self.send_header("content-type", "application/json")
+                    body = json.dumps(server.jwks).encode()
+                    if server.content_encoding == "gzip":
+                        body = gzip.compress(body)
+                head = [f"HTTP/1.1 {server.status} X", "content-type: application/json"]
                 if server.cache_control:
-                    self.send_header("cache-control", server.cache_control)
-                self.send_header("content-length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
+                    head.append(f"cache-control: {server.cache_control}")
+                if server.content_encoding:
+                    head.append(f"content-encoding: {server.content_encoding}")
+                head.append(f"content-length: {len(body)}")
+                answer = ("\r\n".join(head) + "\r\n\r\n").encode() + body
+                self.close_connection = True
+                if not server.trickle:
+                    self.wfile.write(answer)
+                    return
+                try:
+                    for i in range(len(answer)):
+                        if server.closed.wait(server.trickle):
+                            return
+                        self.wfile.write(answer[i : i + 1])
+                except OSError:
+                    return  # the client gave up: what a trickling server is for
 
             def log_message(self, *args: Any) -> None:
                 return None
@@ -145,5 +172,6 @@ class JWKSServer:
         return self.hits.get("/jwks", 0)
 
     def close(self) -> None:
+        self.closed.set()
         self.httpd.shutdown()
         self.httpd.server_close()

@@ -439,10 +439,12 @@ async def test_log_injection_stays_on_one_line(logs: Collect) -> None:
 
 
 def test_long_header_values_are_truncated() -> None:
-    """User agents and referers are cut at 512 bytes."""
-    from asgi_guard.accesslog import _text
+    """User agents and referers are cut at 512 bytes, back to a boundary, and marked."""
+    from asgi_guard.accesslog import TRUNCATED, _text
 
-    assert len(_text(b"a" * 5000)) == 512
+    assert _text(b"word " * 1000) == "word " * 102 + TRUNCATED
+    # One long run has no boundary to cut at: none of it is kept (it may be a credential).
+    assert _text(b"a" * 5000) == TRUNCATED
 
 
 @pytest.mark.parametrize(
@@ -541,16 +543,40 @@ async def test_queue_handler_setup(app: RecordingApp) -> None:
     assert sink.records[0].status == 200  # type: ignore[attr-defined]
 
 
-async def test_disabled_logger_steps_aside(app: RecordingApp, logs: Collect) -> None:
-    """With the logger disabled, nothing is logged and nothing is added to the response."""
+async def test_disabled_logger_still_gives_request_ids(app: RecordingApp, logs: Collect) -> None:
+    """With the logger disabled, nothing is logged, but the request id is still kept or made,
+    echoed, stored and set in the context variable."""
     logging.getLogger("test.access").setLevel(logging.WARNING)
-    async with client_for(make(app)) as client:
+    seen: list[str | None] = []
+
+    async def app_reading_id(scope: Any, receive: Any, send: Any) -> None:
+        seen.append(current_request_id())
+        await app(scope, receive, send)
+
+    async with client_for(make(app_reading_id)) as client:
+        kept = await client.get("/", headers={"x-request-id": "rid-7"})
+        made = await client.get("/")
+    assert (kept.status_code, kept.headers["x-request-id"], logs.records) == (200, "rid-7", [])
+    rid = made.headers["x-request-id"]
+    assert rid != "rid-7"
+    assert seen == ["rid-7", rid]
+    assert [s["state"]["asgi_guard"].request_id for s in app.scopes] == ["rid-7", rid]
+    assert current_request_id() is None
+
+
+async def test_disabled_logger_without_request_ids_steps_aside(
+    app: RecordingApp, logs: Collect
+) -> None:
+    """With the logger disabled and request ids off, the layer adds nothing at all."""
+    logging.getLogger("test.access").setLevel(logging.WARNING)
+    async with client_for(make(app, request_id_header=None)) as client:
         response = await client.get("/")
     assert (response.status_code, "x-request-id" in response.headers, logs.records) == (
         200,
         False,
         [],
     )
+    assert "state" not in app.scopes[0]
 
 
 async def test_level_changes_after_construction_are_followed(
@@ -884,7 +910,7 @@ async def test_lone_surrogates_are_escaped(logs: Collect) -> None:
             "query_string": b"",
         },
     )
-    assert logs.messages[0]["path"] == "/a\\udcff\u200b"
+    assert logs.messages[0]["path"] == "/a\\udcff\\u200b"
 
 
 async def test_repeated_referers_and_agents_stay_redacted(app: RecordingApp, logs: Collect) -> None:
@@ -899,8 +925,8 @@ async def test_repeated_referers_and_agents_stay_redacted(app: RecordingApp, log
     referers = [m["referer"] for m in logs.messages]
     assert referers[:2] == ["https://site.example/cb?code=[REDACTED]&page=1"] * 2
     assert referers[2] == referers[3]
-    assert referers[2].startswith("https://site.example/cb?code=[REDACTED]&page=1&pad=ppp")
-    assert len(referers[2].encode()) == 512 + len("[REDACTED]") - len(SECRETS["api"])
+    # Cut at 512 bytes, back to the last boundary, and marked.
+    assert referers[2] == "https://site.example/cb?code=[REDACTED]&page=1&pad=[TRUNCATED]"
     assert [m["user_agent"] for m in logs.messages] == ["agent [REDACTED]"] * 4
 
 
@@ -1068,3 +1094,82 @@ def test_timestamps() -> None:
     assert layer.timestamp(1_790_000_000.1239) == "2026-09-21T14:13:20.123Z"
     assert layer.timestamp(1_790_000_000.9999) == "2026-09-21T14:13:20.999Z"
     assert layer.timestamp(1_790_000_001.5) == "2026-09-21T14:13:21.500Z"
+
+
+async def test_a_refusal_after_a_valid_token_records_its_subject(logs: Collect) -> None:
+    """A 403 for a missing scope names the verified token's subject; a refusal of an invalid
+    token names none."""
+    from joserfc.jwk import OctKey
+
+    from .jwt_helpers import NOW, mint
+
+    key = OctKey.import_key(b"k" * 40)
+    guarded = make(
+        JWTAuthMiddleware(
+            RecordingApp(), secret="k" * 40, rules={"/admin": ["admin"]}, clock=lambda: NOW
+        )
+    )
+    token = mint(key, "HS256", sub="alice", scope="orders:read")
+    async with client_for(guarded) as client:
+        refused = await client.get("/admin", headers={"authorization": f"Bearer {token}"})
+        invalid = await client.get("/admin", headers={"authorization": f"Bearer {JWT}"})
+        admitted = await client.get("/orders", headers={"authorization": f"Bearer {token}"})
+    assert (refused.status_code, invalid.status_code, admitted.status_code) == (403, 401, 200)
+    assert [(m["status"], m["code"], m["sub"]) for m in logs.messages] == [
+        (403, "jwt.insufficient_scope", "alice"),
+        (401, "jwt.invalid_signature", None),
+        (200, None, "alice"),
+    ]
+
+
+@pytest.mark.parametrize(
+    ("raw", "logged"),
+    [
+        ("/files/\u202etxt.exe", "/files/\\u202etxt.exe"),  # RIGHT-TO-LEFT OVERRIDE
+        ("/a\u2066b\u2069", "/a\\u2066b\\u2069"),  # isolates
+        ("/a\u200bb\u200d\ufeff", "/a\\u200bb\\u200d\\ufeff"),  # zero-width, BOM
+        ("/a\u061cb\u00adc", "/a\\u061cb\\xadc"),  # Arabic letter mark, soft hyphen
+        ("/a\U000e0041b", "/a\\U000e0041b"),  # a tag character
+        ("/a\U0010fffdb", "/a\\U0010fffdb"),  # private use
+        ("/caf\u00e9/\u65e5\u672c", "/caf\u00e9/\u65e5\u672c"),  # printable text stays
+    ],
+)
+async def test_format_and_bidi_controls_are_escaped(logs: Collect, raw: str, logged: str) -> None:
+    """Unicode format, bidi and other unprintable characters are escaped in every field, so
+    a log viewer cannot show a reordered or hidden line; printable text is kept."""
+    agent = raw.encode()
+    scope = http_scope(headers=[(b"user-agent", agent), (b"x-note", agent)])
+    scope.update(path=raw, raw_path=raw.encode())  # as a server decodes it
+    await Channel().run(make(RecordingApp(), log_headers=["x-note"]), scope)
+    [fields] = logs.messages
+    assert (fields["path"], fields["user_agent"], fields["headers"]["x-note"]) == (logged,) * 3
+
+
+async def test_the_path_is_bounded(logs: Collect) -> None:
+    """A 5 MB path is logged as its first 2048 characters, cut back to a boundary and
+    marked; a path of 2048 characters is logged whole."""
+    layer = make(RecordingApp())
+    await Channel().run(layer, http_scope("/" + "ab/" * 1_700_000))
+    await Channel().run(layer, http_scope("/" + "x" * 2047))
+    long, exact = (m["path"] for m in logs.messages)
+    assert long == "/" + "ab/" * 682 + "[TRUNCATED]"
+    assert exact == "/" + "x" * 2047
+
+
+async def test_a_subject_is_bounded_and_escaped(logs: Collect) -> None:
+    """A token's subject is the issuer's text: it is escaped and cut like any field."""
+
+    class User:
+        is_authenticated = True
+
+        def __init__(self, sub: str) -> None:
+            self.sub = sub
+
+    async def with_user(scope: Any, receive: Any, send: Any) -> None:
+        scope["user"] = User(scope["path"][1:])
+        await RecordingApp()(scope, receive, send)
+
+    layer = make(with_user)
+    await Channel().run(layer, {**http_scope(), "path": "/bob\u202e"})
+    await Channel().run(layer, http_scope("/" + "s" * 300))
+    assert [m["sub"] for m in logs.messages] == ["bob\\u202e", "[TRUNCATED]"]

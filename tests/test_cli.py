@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
+import ssl
 import subprocess
 import sys
 import threading
@@ -59,12 +61,12 @@ def test_keys_and_token(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> N
     assert code == 0
     token = out.strip()
     mw = JWTAuthMiddleware(
-        lambda s, r, se: None,
+        lambda s, r, se: None,  # type: ignore[arg-type, return-value]
         jwks=public,
         issuer=DEV_ISSUER,
         audience=DEV_AUDIENCE,
         algorithms=["ES256"],
-    )  # type: ignore[arg-type, return-value]
+    )
     import asyncio
 
     user = asyncio.run(mw._authenticate(token.encode()))
@@ -79,7 +81,7 @@ def test_token_without_keys_is_one_line_error(
     assert (code, out) == (2, "")
     assert (
         err
-        == f"asgi-guard: error: no key file {tmp_path / 'none.json'}: run 'asgi-guard keys' first\n"
+        == f"asgi-guard: error: no key file {tmp_path / 'none.json'}: run 'asgi-guard keys' first, or give --secret\n"
     )
     (tmp_path / "junk.json").write_text("[]")
     assert run(capsys, "token", "--sub", "a", "--key", str(tmp_path / "junk.json"))[2].endswith(
@@ -94,10 +96,10 @@ def test_check_command(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> No
     code, out, _ = run(capsys, "check", "--config", str(bad))
     assert code == 1
     assert "AG003 [error] proxy.trusted contains '*'" in out
-    assert out.splitlines()[-1] == "7 finding(s), 3 error(s)"
+    assert out.splitlines()[-1] == "8 finding(s), 3 error(s)"
     good = tmp_path / "good.toml"
     good.write_text(
-        '[proxy]\n[access_log]\n[https]\n[rate_limit]\nlimit = "10/second"\n[validation]\n'
+        '[proxy]\n[hosts]\nallowed = ["api.example.com"]\n[access_log]\n[https]\n[rate_limit]\nlimit = "10/second"\n[validation]\n'
         '[jwt]\nsecret = "0123456789abcdef0123456789abcdef"\nissuer = "i"\naudience = "a"\n'
     )
     assert run(capsys, "check", "--config", str(good)) == (0, "0 finding(s), 0 error(s)\n", "")
@@ -111,7 +113,7 @@ def test_check_bad_config_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixt
     code, _, err = run(capsys, "check", "--config", str(path))
     assert (code, err) == (
         2,
-        "asgi-guard: error: routes[0].limit: Expected `str | null`, got `int`\n",
+        "asgi-guard: error: routes[0].limit: Expected `str | object | null`, got `int`\n",
     )
 
 
@@ -146,11 +148,31 @@ def _wait_for(url: str, proc: subprocess.Popen[bytes] | None = None, timeout: fl
         if proc is not None and proc.poll() is not None:
             raise AssertionError(f"server exited with {proc.returncode}")
         try:
-            httpx.get(url, timeout=0.5)
+            httpx.get(url, timeout=0.5, verify=False)  # a probe: only whether it answers
             return
         except httpx.TransportError:
             time.sleep(0.1)
     raise AssertionError("server did not start")
+
+
+@contextlib.contextmanager
+def serving(argv: list[str], cwd: Path, env: dict[str, str], probe: str) -> Iterator[None]:
+    """A server started with ``argv`` as a real process, up once ``probe`` answers."""
+    proc = subprocess.Popen(
+        argv, cwd=cwd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+    )
+    try:
+        try:
+            _wait_for(probe, proc)
+        except AssertionError:
+            assert proc.stderr is not None
+            raise AssertionError(proc.stderr.read().decode()) from None
+        yield
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+        assert proc.stderr is not None
+        proc.stderr.close()
 
 
 @pytest.fixture
@@ -383,3 +405,308 @@ def test_demo_app_in_process() -> None:
             assert (await client.post("/orders", json=huge, headers=alice)).status_code == 422
 
     asyncio.run(scenario())
+
+
+# --- errors that teach, and the first hour -------------------------------------------------------
+
+
+def test_version(capsys: pytest.CaptureFixture[str]) -> None:
+    """--version prints the package version and exits 0."""
+    from asgi_guard import __version__
+
+    with pytest.raises(SystemExit) as info:
+        main(["--version"])
+    assert (info.value.code, capsys.readouterr().out) == (0, f"asgi-guard {__version__}\n")
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["tokn"], "argument COMMAND: invalid choice: 'tokn'"),
+        (["token"], "the following arguments are required: --sub"),
+        (["check", "--workers", "two"], "argument --workers: invalid int value: 'two'"),
+        (["keys", "--bogus"], "unrecognized arguments: --bogus"),
+    ],
+)
+def test_usage_errors_are_one_line(
+    argv: list[str], message: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A usage mistake is one line on stderr, exit 2, pointing at --help."""
+    code, out, err = run(capsys, *argv)
+    assert (code, out, err.count("\n")) == (2, "", 1)
+    assert err.startswith(f"asgi-guard: error: {message}")
+    assert err.endswith("--help')\n")
+
+
+def test_token_with_a_public_key_file_is_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """token --key on a public JWKS says so in one line (it used to raise a traceback)."""
+    key_file = tmp_path / "dev-keys.json"
+    assert run(capsys, "keys", "--out", str(key_file))[0] == 0
+    public = tmp_path / "dev-keys.public.json"
+    code, out, err = run(capsys, "token", "--sub", "a", "--key", str(public))
+    assert (code, out, err) == (
+        2,
+        "",
+        f"asgi-guard: error: {public} is not a private JWKS made by 'asgi-guard keys'\n",
+    )
+
+
+def test_keys_into_a_missing_folder_is_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """keys --out in a folder that does not exist is one line, exit 2 (it used to be a traceback)."""
+    out_file = tmp_path / "no" / "keys.json"
+    assert run(capsys, "keys", "--out", str(out_file)) == (
+        2,
+        "",
+        f"asgi-guard: error: cannot write {out_file}: No such file or directory\n",
+    )
+
+
+def _verify(token: str, **options: Any) -> Any:
+    import asyncio
+
+    from asgi_guard import JWTAuthMiddleware
+
+    mw = JWTAuthMiddleware(lambda s, r, se: None, **options)  # type: ignore[arg-type, return-value]
+    return asyncio.run(mw._authenticate(token.encode()))
+
+
+def test_token_with_a_secret_and_a_config(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """token --secret mints HS256; --config takes issuer, audience and the secret (from the
+    environment) of the config, so the token is one the configured app accepts."""
+    secret = "s" * 40
+    code, out, _ = run(capsys, "token", "--sub", "bob", "--scope", "a b", "--secret", secret)
+    assert code == 0
+    user = _verify(out.strip(), secret=secret, audience="asgi-guard-dev-api")
+    assert (user.sub, user.scopes, user.claims["iss"]) == ("bob", {"a", "b"}, "asgi-guard-dev")
+
+    config = tmp_path / "guard.toml"
+    config.write_text('[jwt]\nissuer = "https://id.example"\naudience = ["api-1", "api-2"]\n')
+    monkeypatch.setenv("ASGI_GUARD_JWT__SECRET", secret)
+    code, out, _ = run(capsys, "token", "--sub", "carol", "--config", str(config))
+    assert code == 0
+    user = _verify(out.strip(), secret=secret, issuer="https://id.example", audience="api-1")
+    assert (user.sub, user.claims["aud"]) == ("carol", "api-1")
+
+    for short in ("", "s" * 31):
+        assert run(capsys, "token", "--sub", "c", "--secret", short)[2] == (
+            "asgi-guard: error: the secret is shorter than 32 bytes; use 32 or more random bytes\n"
+        )
+
+    config.write_text("[proxy]\n")
+    monkeypatch.delenv("ASGI_GUARD_JWT__SECRET")
+    assert run(capsys, "token", "--sub", "c", "--config", str(config))[2] == (
+        f"asgi-guard: error: {config} has no [jwt] section\n"
+    )
+
+
+def test_token_help_shows_the_defaults(capsys: pytest.CaptureFixture[str]) -> None:
+    """token --help names the default issuer, audience, key file and lifetime."""
+    with pytest.raises(SystemExit):
+        main(["token", "--help"])
+    out = " ".join(capsys.readouterr().out.split())
+    for text in ("else asgi-guard-dev)", "else asgi-guard-dev- api)", "dev-keys.json", "3600"):
+        assert text in out
+
+
+def in_folder(folder: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Run an in-process serve from ``folder``; what it sets (environment, sys.path) is undone."""
+    monkeypatch.chdir(folder)
+    monkeypatch.setattr(os, "environ", os.environ.copy())
+    monkeypatch.setattr(sys, "path", list(sys.path))
+
+
+def test_serve_refuses_what_check_calls_an_error(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """serve --workers 2 with memory storage prints check's error and does not start."""
+    in_folder(tmp_path, monkeypatch)
+    (tmp_path / "guard.toml").write_text('[rate_limit]\nlimit = "5/second"\n')
+    code, out, err = run(capsys, "serve", "tests.conftest:RecordingApp", "--workers", "2")
+    assert (code, out) == (2, "")
+    assert err.splitlines()[0].startswith("AG001 [error] HTTPS redirect and HSTS are off.")
+    assert err.splitlines()[1].startswith("AG011 [error] Memory storage with 2 workers")
+    assert err.splitlines()[2] == (
+        "asgi-guard: error: not starting: 2 error(s) from 'asgi-guard check' above;"
+        " fix them, or pass --ignore-check"
+    )
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (["--log-level", "loud"], "uvicorn option: Invalid value for '--log-level'"),
+        (["--no-such-option"], "uvicorn option: No such option"),
+        (
+            ["--proxy-headers"],
+            "not available under asgi-guard serve: --proxy-headers (the [proxy] section decides"
+            " whom to trust)",
+        ),
+    ],
+)
+def test_serve_checks_uvicorn_options_first(
+    extra: list[str],
+    message: str,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Options for uvicorn are checked by uvicorn's parser before anything starts."""
+    in_folder(tmp_path, monkeypatch)
+    (tmp_path / "guard.toml").write_text("[proxy]\n")
+    code, _, err = run(capsys, "serve", "tests.conftest:RecordingApp", *extra)
+    assert code == 2
+    assert err.startswith(f"asgi-guard: error: {message}")
+    assert err.count("\n") == 1
+
+
+def test_serve_without_a_config_says_where_it_looked(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With no --config, no guard.toml and no [tool.asgi-guard], serve names what it wants."""
+    in_folder(tmp_path, monkeypatch)
+    (tmp_path / "pyproject.toml").write_text("[project]\nname = 'x'\n")
+    assert run(capsys, "serve", "tests.conftest:RecordingApp")[2] == (
+        "asgi-guard: error: no config: give --config FILE, or add guard.toml or"
+        " [tool.asgi-guard] in pyproject.toml to this folder\n"
+    )
+
+
+def test_serve_is_a_drop_in_for_uvicorn(tmp_path: Path) -> None:
+    """From the app's own folder, without PYTHONPATH: the module imports, pyproject.toml's
+    [tool.asgi-guard] is the config, and uvicorn's --root-path reaches the app."""
+    (tmp_path / "fa.py").write_text(
+        "async def app(scope, receive, send):\n"
+        "    assert scope['type'] == 'http'\n"
+        "    body = scope['root_path'].encode() + b' ' + scope['client'][0].encode()\n"
+        "    await send({'type': 'http.response.start', 'status': 200, 'headers': []})\n"
+        "    await send({'type': 'http.response.body', 'body': body})\n"
+    )
+    (tmp_path / "pyproject.toml").write_text(
+        '[tool.asgi-guard.proxy]\ntrusted = ["127.0.0.1"]\n'
+        '[tool.asgi-guard.rate_limit]\nlimit = "1000/second"\n'
+    )
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    env["PYTHONPATH"] = str(Path(__file__).resolve().parent.parent)  # this tree, not the app's
+    argv = [
+        *(sys.executable, "-m", "asgi_guard", "serve", "fa:app", "--port", str(port)),
+        *("--root-path", "/api", "--timeout-keep-alive", "2", "--log-level", "warning"),
+        "--ignore-check",  # no [https]: check calls it an error
+    ]
+    with serving(argv, tmp_path, env, f"http://127.0.0.1:{port}/"):
+        answer = httpx.get(f"http://127.0.0.1:{port}/x", headers={"x-forwarded-for": "192.0.2.9"})
+    assert (answer.status_code, answer.text) == (200, "/api 192.0.2.9")
+    assert answer.headers["ratelimit-policy"] == '"1000-per-1s";q=1000;w=1'
+
+
+def _self_signed(folder: Path) -> tuple[Path, Path]:
+    """A certificate for 127.0.0.1 and its key, as mkcert would make for a laptop."""
+    import datetime
+    import ipaddress
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
+    now = datetime.datetime.now(datetime.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=1))
+        .not_valid_after(now + datetime.timedelta(hours=1))
+        .add_extension(
+            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
+            critical=False,
+        )
+        .sign(key, hashes.SHA256())
+    )
+    cert_file, key_file = folder / "cert.pem", folder / "key.pem"
+    cert_file.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_file.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    return cert_file, key_file
+
+
+def test_serve_dev_over_tls_for_a_browser(tmp_path: Path) -> None:
+    """serve --dev with uvicorn's --ssl-* options: the page a browser opens is served over
+    https on the same port, with HSTS max-age=0 (nothing to unlearn for localhost later)."""
+    cert_file, key_file = _self_signed(tmp_path)
+    (tmp_path / "docs_app.py").write_text(
+        "async def app(scope, receive, send):\n"
+        "    assert scope['type'] == 'http'\n"
+        "    await send({'type': 'http.response.start', 'status': 200, 'headers': []})\n"
+        "    await send({'type': 'http.response.body', 'body': scope['scheme'].encode()})\n"
+    )
+    (tmp_path / "guard.toml").write_text(
+        '[proxy]\ntrusted = ["10.0.0.0/8"]\n[https]\nallowed_hosts = ["api.example.com"]\n'
+    )
+    port = free_port()
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent)}
+    argv = [
+        *(sys.executable, "-m", "asgi_guard", "serve", "docs_app:app", "--dev"),
+        *("--port", str(port), "--log-level", "warning"),
+        *("--ssl-certfile", str(cert_file), "--ssl-keyfile", str(key_file)),
+    ]
+    with (
+        serving(argv, tmp_path, env, f"https://127.0.0.1:{port}/"),
+        httpx.Client(verify=ssl.create_default_context(cafile=str(cert_file))) as client,
+    ):
+        page = client.get(f"https://127.0.0.1:{port}/docs")
+    assert (page.status_code, page.text) == (200, "https")
+    assert page.headers["strict-transport-security"] == "max-age=0"
+
+
+def test_check_finds_the_config_and_the_app_in_the_folder(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """check reads ./guard.toml when no --config is given, imports --app from the current
+    folder as serve does, and says where it looked when there is no config."""
+    in_folder(tmp_path, monkeypatch)
+    assert run(capsys, "check")[2].startswith("asgi-guard: error: no config: give --config FILE")
+    (tmp_path / "guard.toml").write_text(
+        '[jwt]\nsecret = "' + "s" * 32 + '"\nrules = {"/nowhere" = "public"}\n'
+    )
+    (tmp_path / "routes_app.py").write_text(
+        "from starlette.applications import Starlette\n"
+        "from starlette.responses import PlainTextResponse\n"
+        "from starlette.routing import Route\n\n"
+        "async def home(request):\n    return PlainTextResponse('hi')\n\n"
+        "app = Starlette(routes=[Route('/home', home)])\n"
+    )
+    code, out, _ = run(capsys, "check", "--app", "routes_app:app")
+    assert code == 1
+    assert "AG030 [error] jwt.rules: '/nowhere' matches no route of the app" in out
+
+
+def test_an_unexpected_error_is_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Even an error nobody foresaw is one line and exit 2, not a traceback."""
+    import asgi_guard.devkeys
+
+    def broken() -> dict[str, Any]:
+        raise RuntimeError("entropy ran out")
+
+    monkeypatch.setattr(asgi_guard.devkeys, "generate_keys", broken)
+    assert run(capsys, "keys", "--out", str(tmp_path / "k.json")) == (
+        2,
+        "",
+        "asgi-guard: error: unexpected RuntimeError: entropy ran out\n",
+    )

@@ -33,10 +33,12 @@ KEYS = generate_keys()
 FULL: dict[str, Any] = {
     "proxy": {"trusted": ["127.0.0.1"]},
     "access_log": {"logger": "test.guard"},
-    "https": {"exempt": ["/health"]},
+    "https": {"exempt": ["/health"], "allowed_hosts": ["testserver"]},
     "rate_limit": {"limit": "100/minute", "identity_limit": "50/minute"},
     "jwt": {"jwks": public_jwks(KEYS), "issuer": DEV_ISSUER, "audience": DEV_AUDIENCE},
     "validation": {"max_body_size": 1000},
+    "hosts": {"allowed": ["testserver"]},
+    "headers": {},
     "routes": [
         {"path": "/health", "public": True},
         {
@@ -66,7 +68,9 @@ def test_stack_order() -> None:
     assert layers(guard(RecordingApp(), FULL, environ={})) == [
         "ProxyHeadersMiddleware",
         "AccessLogMiddleware",
+        "AllowedHostsMiddleware",
         "HTTPSRedirectMiddleware",
+        "SecurityHeadersMiddleware",
         "RateLimitMiddleware(ip)",
         "JWTAuthMiddleware",
         "RateLimitMiddleware(by_claim)",
@@ -77,8 +81,9 @@ def test_stack_order() -> None:
 def test_identity_key_moves_the_limit_after_jwt() -> None:
     """key = 'sub' puts the only rate-limit layer after authentication."""
     config = {**FULL, "rate_limit": {"limit": "10/minute", "key": "sub"}}
-    assert layers(guard(RecordingApp(), config, environ={}))[2:5] == [
+    assert layers(guard(RecordingApp(), config, environ={}))[3:7] == [
         "HTTPSRedirectMiddleware",
+        "SecurityHeadersMiddleware",
         "JWTAuthMiddleware",
         "RateLimitMiddleware(by_claim)",
     ]
@@ -126,7 +131,8 @@ async def test_routes_kept_out_of_the_access_log(caplog: pytest.LogCaptureFixtur
         for path in ("/health", "/metrics", "/items"):
             assert (await client.get(path)).status_code == 200
     assert app.calls == 3
-    paths = [orjson.loads(r.getMessage())["path"] for r in caplog.records]
+    records = [r for r in caplog.records if r.name == "test.config.access"]
+    paths = [orjson.loads(r.getMessage())["path"] for r in records]
     assert paths == ["/items"]
 
 
@@ -179,7 +185,7 @@ def test_environment_supplies_secrets(tmp_path: Path) -> None:
         (
             {"routes": [{"path": "/a", "limit": 5}]},
             {},
-            "routes[0].limit: Expected `str | null`, got `int`",
+            "routes[0].limit: Expected `str | object | null`, got `int`",
         ),
         ({"https": {"hsts_max_age": "long"}}, {}, "https.hsts_max_age: Expected `int`, got `str`"),
         ({"https": {"hsts_maxage": 1}}, {}, "https: Object contains unknown field `hsts_maxage`"),
@@ -290,7 +296,7 @@ def test_check_clean_config() -> None:
         ({"jwt": {"secret": "short", "issuer": "i", "audience": "a"}}, "AG006", "error"),
         ({"jwt": {**FULL["jwt"], "leeway": 120}}, "AG007", "warning"),
         ({"jwt": {**FULL["jwt"], "default": "public"}}, "AG008", "warning"),
-        ({"jwt": None, "routes": []}, "AG009", "warning"),
+        ({"jwt": None, "routes": [], "rate_limit": {"limit": "1/second"}}, "AG009", "warning"),
         (
             {"rate_limit": {"limit": "1/second", "rules": {"POST /oauth/token": "5/minute"}}},
             "AG010",
@@ -300,6 +306,7 @@ def test_check_clean_config() -> None:
         ({"validation": {"max_body_size": 50 * 1024 * 1024}}, "AG013", "warning"),
         ({"access_log": None}, "AG014", "warning"),
         ({"access_log": {"exclude": ["/health"]}}, "AG015", "warning"),
+        ({"hosts": None, "https": {"exempt": ["/health"]}}, "AG024", "warning"),
         (
             {"access_log": {}, "routes": [{"path": "GET /oauth/authorize", "log": False}]},
             "AG015",
@@ -335,10 +342,218 @@ def test_check_quiet_routes() -> None:
         " change state or handle credentials."
     )
     assert "AG015" not in codes({**FULL, "access_log": {"exclude": ["GET /health"]}})
-    # A malformed pattern is guard()'s to report, at start-up; check does not guess at it.
-    assert "AG015" not in codes({**FULL, "access_log": {"exclude": ["GET health"]}})
+    # A malformed pattern is refused as guard() refuses it.
+    with pytest.raises(ConfigurationError, match=r"^access_log\.exclude: route path must start"):
+        codes({**FULL, "access_log": {"exclude": ["GET health"]}})
 
 
 def test_check_memory_storage_with_workers() -> None:
     """Memory storage is an error once several workers share the load."""
     assert codes(FULL, workers=4) == ["AG011"]
+
+
+# --- errors that teach, lists from the environment, the local mode ------------------------------
+
+
+@pytest.mark.parametrize(
+    ("environ", "expected"),
+    [
+        ({"ASGI_GUARD_PROXY__TRUSTED": "10.0.0.0/8, 127.0.0.1"}, ["10.0.0.0/8", "127.0.0.1"]),
+        ({"ASGI_GUARD_PROXY__TRUSTED": '["10.0.0.0/8", "::1"]'}, ["10.0.0.0/8", "::1"]),
+        ({"ASGI_GUARD_PROXY__TRUSTED": "192.0.2.1"}, ["192.0.2.1"]),
+    ],
+)
+def test_list_options_from_the_environment(environ: dict[str, str], expected: list[str]) -> None:
+    """A list option takes a comma-separated value or JSON from the environment."""
+    config = load_config({}, environ=environ)
+    assert config.proxy is not None
+    assert config.proxy.trusted == expected
+
+
+def test_tables_and_unions_from_the_environment() -> None:
+    """JSON gives tables and lists; an option that may be a string keeps a plain value whole."""
+    config = load_config(
+        {},
+        environ={
+            "ASGI_GUARD_JWT__AUDIENCE": "a,b",
+            "ASGI_GUARD_JWT__RULES": '{"/health": "public"}',
+            "ASGI_GUARD_ACCESS_LOG__REDACT_QUERY": '["sig"]',
+        },
+    )
+    assert config.jwt is not None
+    assert config.access_log is not None
+    assert (config.jwt.audience, config.jwt.rules) == ("a,b", {"/health": "public"})
+    assert config.access_log.redact_query == ["sig"]
+    with pytest.raises(ConfigurationError, match=r"^ASGI_GUARD_JWT__RULES: is not valid JSON"):
+        load_config({}, environ={"ASGI_GUARD_JWT__RULES": "{oops"})
+
+
+@pytest.mark.parametrize(
+    ("config", "environ", "message"),
+    [
+        (
+            {"rate_limit": {"limt": "1/second"}},
+            {},
+            "rate_limit: Object contains unknown field `limt` (did you mean 'limit'?)",
+        ),
+        (
+            {"ratelimit": {}},
+            {},
+            "config: Object contains unknown field `ratelimit` (did you mean 'rate_limit'?)",
+        ),
+        (
+            {"routes": [{"path": "/a", "scops": ["x"]}]},
+            {},
+            "routes[0]: Object contains unknown field `scops` (did you mean 'scopes'?)",
+        ),
+        ({"https": {"zzz": 1}}, {}, "https: Object contains unknown field `zzz`"),
+        (
+            {},
+            {"ASGI_GUARD_JWT__SECRTE": "x"},
+            "ASGI_GUARD_JWT__SECRTE: unknown option 'secrte' of [jwt] (did you mean 'secret'?)",
+        ),
+        (
+            {},
+            {"ASGI_GUARD_RATELIMIT__LIMIT": "x"},
+            "ASGI_GUARD_RATELIMIT__LIMIT: unknown section 'ratelimit' (did you mean 'rate_limit'?)",
+        ),
+        (
+            {"rate_limit": {"strategy": "leaky-bucket"}},
+            {},
+            "rate_limit.strategy: Invalid enum value 'leaky-bucket'; accepted: 'fixed-window',"
+            " 'moving-window', 'sliding-window'",
+        ),
+        (
+            {"rate_limit": {"headers": "draft"}},
+            {},
+            "rate_limit.headers: Invalid enum value 'draft'; accepted: 'legacy', true, false",
+        ),
+        (
+            {"rate_limit": {"limit": "10/min"}},
+            {},
+            "rate_limit.limit: invalid rate '10/min'; accepted: '100/minute', '100 per minute',"
+            " '10/5 seconds', several joined by ';' ('10/second;1000/hour'); units: second,"
+            " minute, hour, day, month, year",
+        ),
+    ],
+)
+def test_errors_say_what_would_be_accepted(
+    config: dict[str, Any], environ: dict[str, str], message: str
+) -> None:
+    """Unknown keys get a "did you mean", enums and limits list their accepted forms."""
+    with pytest.raises(ConfigurationError) as info:
+        guard(RecordingApp(), config, environ=environ)
+    assert str(info.value) == message
+
+
+LOCAL: dict[str, Any] = {
+    "proxy": {"trusted": ["10.0.0.0/8"]},
+    "https": {"allowed_hosts": ["api.example.com"]},
+}
+
+
+@pytest.mark.parametrize(
+    ("config", "environ"),
+    [({**LOCAL, "dev": True}, {}), (LOCAL, {"ASGI_GUARD_DEV": "1"})],
+)
+async def test_local_mode(config: dict[str, Any], environ: dict[str, str]) -> None:
+    """The local mode trusts loopback, sends max-age=0 for HSTS, and redirects to the port and
+    loopback host the client used; production's config is otherwise unchanged."""
+    app = RecordingApp()
+    asgi = guard(app, config, environ=environ)
+    async with client_for(asgi, base_url="http://127.0.0.1:8000") as client:
+        redirect = await client.get("/docs?x=1")
+        assert (redirect.status_code, redirect.headers["location"]) == (
+            308,
+            "https://127.0.0.1:8000/docs?x=1",
+        )
+        assert (await client.get("http://localhost:9/a")).headers["location"] == (
+            "https://localhost:9/a"
+        )
+        assert (await client.get("http://evil.example:8000/a")).status_code == 400
+        secure = await client.get("/docs", headers={"x-forwarded-proto": "https"})
+        assert (secure.status_code, secure.headers["strict-transport-security"]) == (
+            200,
+            "max-age=0",
+        )
+    production = guard(RecordingApp(), LOCAL, environ={})
+    async with client_for(production, base_url="http://api.example.com:8000") as client:
+        assert (await client.get("/docs")).headers["location"] == "https://api.example.com/docs"
+        assert (
+            await client.get("/docs", headers={"x-forwarded-proto": "https"})
+        ).status_code == 308
+
+
+def test_check_refuses_what_guard_refuses() -> None:
+    """check runs guard()'s own validation first: two key sources are refused, not passed."""
+    both = {**FULL, "jwt": {**FULL["jwt"], "secret": "x" * 40}}
+    with pytest.raises(ConfigurationError, match=r"^jwt\.jwks: give exactly one of"):
+        check(both, environ={})
+
+
+@pytest.mark.parametrize(
+    ("change", "code", "level"),
+    [
+        ({"dev": True}, "AG020", "error"),
+        (
+            {"jwt": {**FULL["jwt"], "jwks": None, "jwks_url": "http://id.example/jwks"}},
+            "AG021",
+            "error",
+        ),
+        (
+            {
+                "jwt": {
+                    **FULL["jwt"],
+                    "jwks": None,
+                    "issuer": "http://id.example",
+                    "discovery": True,
+                }
+            },
+            "AG021",
+            "error",
+        ),
+        ({"jwt": {**FULL["jwt"], "jwks": KEYS}}, "AG022", "error"),
+        ({"proxy": None}, "AG023", "warning"),
+    ],
+)
+def test_check_first_hour_findings(change: dict[str, Any], code: str, level: str) -> None:
+    """Settings that work on a laptop but not in production are each one finding."""
+    config = {k: v for k, v in {**FULL, **change}.items() if v is not None}
+    assert [(f.code, f.level) for f in check(config, environ={})] == [(code, level)]
+
+
+def test_check_redirect_to_any_host() -> None:
+    """Without a proxy (AG024's case) or any host list, the redirect follows the client's Host."""
+    config = {**{k: v for k, v in FULL.items() if k not in ("proxy", "hosts")}, "https": {}}
+    assert codes(config) == ["AG023", "AG025"]
+    assert codes({**config, "https": {"host": "api.example.com"}}) == ["AG023"]
+
+
+def test_check_finds_a_private_key_file(tmp_path: Path) -> None:
+    """A jwks file holding the private key is reported like an inline one."""
+    private = tmp_path / "dev-keys.json"
+    private.write_text(orjson.dumps(KEYS).decode())
+    public = tmp_path / "public.json"
+    public.write_text(orjson.dumps(public_jwks(KEYS)).decode())
+    for path, found in [(private, ["AG022"]), (public, [])]:
+        assert codes({**FULL, "jwt": {**FULL["jwt"], "jwks": str(path)}}) == found
+
+
+async def test_local_mode_keeps_a_configured_https_port() -> None:
+    """With https.https_port set, the local mode redirects there rather than to the client's port."""
+    config = {"dev": True, "https": {"https_port": 8443}}
+    async with client_for(
+        guard(RecordingApp(), config, environ={}), base_url="http://localhost:8000"
+    ) as client:
+        assert (await client.get("/a")).headers["location"] == "https://localhost:8443/a"
+
+
+def test_teaching_leaves_other_messages_alone() -> None:
+    """A path that is no config option, or an option of no struct, keeps msgspec's message;
+    a table option given a plain string from the environment is msgspec's to refuse."""
+    from asgi_guard._teach import teach
+
+    for where in ("jwt.issuer.x", "jwt.nothing", "routes[0].nope"):
+        assert teach(GuardConfig, where, "Invalid enum value 'x'") == "Invalid enum value 'x'"
+    with pytest.raises(ConfigurationError, match=r"^jwt\.rules: Expected `object`, got `str`$"):
+        load_config({}, environ={"ASGI_GUARD_JWT__RULES": "public"})

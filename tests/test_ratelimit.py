@@ -290,7 +290,7 @@ async def test_long_identities_are_hashed(limiter: Any, app: RecordingApp) -> No
     """A huge identifier is hashed to a bounded key."""
     mw = limiter(app, limit="1/minute", key="header:x-api-key")
     assert (await drive(mw, http_scope(headers=[(b"x-api-key", b"a" * 5000)])))[0] == 200
-    assert all(len(key) < 120 for key in mw.storage.storage)
+    assert all(len(key) < 120 for key in mw.storage.held_keys())
 
 
 # --- shadow, websockets, outages ---------------------------------------------------------------
@@ -403,30 +403,34 @@ async def test_storage_down_fail_closed(limiter: Any, app: RecordingApp) -> None
 
 
 async def test_breaker_recovers(limiter: Any, app: RecordingApp, redis_url: str) -> None:
-    """After the back-off, the storage is tried again and limiting resumes."""
+    """After the back-off one probe calls the storage again and limiting resumes at once."""
     clock = [time.time()]
+    unique_key = unique()
     mw = limiter(
         app, limit="1/minute", storage=redis_url, clock=lambda: clock[0], key=lambda s: unique_key
     )
-    unique_key = unique()
-    mw._breaker.trip(clock[0], ConnectionError())
+    mw._breaker.failure(mw._breaker.ticket(clock[0]), clock[0], ConnectionError())
     assert (await drive(mw, http_scope()))[0] == 200  # open breaker: admitted unchecked
-    clock[0] += 1.1
-    assert (await drive(mw, http_scope()))[0] == 200
+    clock[0] += 1.0
+    assert (await drive(mw, http_scope()))[0] == 200  # the probe, counted
     assert (await drive(mw, http_scope()))[0] == 429
-    assert mw._breaker.backoff == 1.0
+    assert mw._breaker.closed
 
 
 async def test_memory_storage_stays_bounded(limiter: Any, app: RecordingApp) -> None:
-    """100k distinct idle clients leave no entries behind once their windows pass."""
-    mw = limiter(app, limit="5/second", headers=False)
+    """100k idle clients are swept once their windows pass, a bounded number of keys per step."""
+    clock = [1_800_000_000.0]
+    mw = limiter(app, limit="5/second", headers=False, clock=lambda: clock[0])
     for i in range(100_000):
         await drive(mw, http_scope(client=f"10.{i >> 16}.{(i >> 8) & 255}.{i & 255}"))
-    assert len(mw.storage.storage) >= 100_000
-    await asyncio.sleep(2.2)
-    await drive(mw, http_scope(client="192.0.2.200"))  # expiry runs on the storage's timer
-    await asyncio.sleep(0.3)
-    assert len(mw.storage.storage) < 10
+    assert len(mw.storage) == 100_000
+    clock[0] += 3.0
+    steps = 0
+    while len(mw.storage) > 1:
+        await drive(mw, http_scope(client="192.0.2.200"))
+        steps += 1
+    assert steps == 100  # 1,000 keys a step
+    assert mw.storage.largest_step == 1000
 
 
 # --- configuration -----------------------------------------------------------------------------
@@ -452,6 +456,8 @@ async def test_memory_storage_stays_bounded(limiter: Any, app: RecordingApp) -> 
         ({"key": "header:"}, "key", "header: needs"),
         ({"headers": "yes"}, "headers", "must be True"),
         ({"on_storage_error": "maybe"}, "on_storage_error", "must be"),
+        ({"processes": 0}, "processes", "whole number"),
+        ({"storage_timeout": 0}, "storage_timeout", "seconds > 0"),
     ],
 )
 def test_bad_options(options: dict[str, Any], option: str, message: str) -> None:
@@ -462,84 +468,11 @@ def test_bad_options(options: dict[str, Any], option: str, message: str) -> None
     assert message in info.value.message
 
 
-async def test_memory_storage_sweeps_at_most_once_a_second() -> None:
-    """Stock limits sweeps every key after every hit (O(keys) per request); ours once a second."""
-    from limits import parse
-    from limits.aio.storage import MemoryStorage
-    from limits.aio.strategies import SlidingWindowCounterRateLimiter
+def test_memory_uri_uses_the_in_process_counters(app: RecordingApp) -> None:
+    """memory:// counts in process with the incremental sweep."""
+    from asgi_guard.ratelimit import MemoryCounters
 
-    from asgi_guard.ratelimit import SweepingMemoryStorage
-
-    async def sweep_tasks(storage: Any) -> int:
-        limiter = SlidingWindowCounterRateLimiter(storage)
-        item = parse("1000/minute")
-        timers: list[Any] = []  # the task objects themselves (ids are reused once collected)
-        for i in range(200):
-            await limiter.hit(item, f"client-{i}")
-            await asyncio.sleep(0)  # let background tasks run, as a server's loop does
-            if not timers or storage.timer is not timers[-1]:
-                timers.append(storage.timer)
-        storage.timer.cancel()
-        return len(timers)
-
-    assert await sweep_tasks(MemoryStorage()) > 100
-    assert await sweep_tasks(SweepingMemoryStorage()) == 1
-
-
-def test_memory_uri_uses_the_sweeping_storage(app: RecordingApp) -> None:
-    """memory:// gets the sweeping storage."""
-    from asgi_guard.ratelimit import SweepingMemoryStorage
-
-    assert isinstance(RateLimitMiddleware(app, limit="1/second").storage, SweepingMemoryStorage)
-
-
-@pytest.mark.parametrize(("limit", "cost"), [(5, 1), (7, 3), (2, 5)])
-async def test_inlined_sliding_window_matches_limits(limit: int, cost: int) -> None:
-    """The inlined sliding window admits and reports exactly what limits' own memory storage does."""
-    from limits.aio.storage import MemoryStorage
-
-    from asgi_guard.ratelimit import SweepingMemoryStorage
-
-    stock, ours = MemoryStorage(), SweepingMemoryStorage()
-    verdicts = []
-    for storage in (stock, ours):
-        verdicts.append(
-            [await storage.acquire_sliding_window_entry("k", limit, 60, cost) for _ in range(6)]
-        )
-    assert verdicts[0] == verdicts[1]
-    a, b = await stock.get_sliding_window("k", 60), await ours.get_sliding_window("k", 60)
-    assert (a[0], a[2]) == (b[0], b[2])
-    assert abs(a[1] - b[1]) < 0.5
-    assert abs(a[3] - b[3]) < 0.5
-    for storage in (stock, ours):
-        if storage.timer is not None:
-            storage.timer.cancel()
-
-
-@pytest.mark.parametrize(("limit", "cost"), [(5, 1), (7, 3)])
-async def test_one_step_hit_matches_limits_strategy(limit: int, cost: int) -> None:
-    """hit_with_stats gives the decisions and figures of limits' hit + get_window_stats."""
-    import time as _time
-
-    from limits import RateLimitItemPerMinute
-    from limits.aio.storage import MemoryStorage
-    from limits.aio.strategies import SlidingWindowCounterRateLimiter
-
-    from asgi_guard.ratelimit import SweepingMemoryStorage
-
-    item = RateLimitItemPerMinute(limit)
-    stock = SlidingWindowCounterRateLimiter(MemoryStorage())
-    ours = SweepingMemoryStorage()
-    for _ in range(5):
-        admitted = await stock.hit(item, "b", "k", cost=cost)
-        reset_at, remaining = await stock.get_window_stats(item, "b", "k")
-        one_step = await ours.hit_with_stats(item.key_for("b", "k"), limit, 60, cost)
-        assert one_step[:2] == (admitted, remaining)
-        assert abs(one_step[2] - (reset_at - _time.time())) < 0.5
-    assert stock.storage.timer is not None
-    stock.storage.timer.cancel()
-    assert ours.timer is not None
-    ours.timer.cancel()
+    assert isinstance(RateLimitMiddleware(app, limit="1/second").storage, MemoryCounters)
 
 
 @pytest.mark.parametrize(

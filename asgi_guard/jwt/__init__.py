@@ -4,15 +4,16 @@ from __future__ import annotations
 
 import hashlib
 import time
-from collections import OrderedDict
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Final, Literal
 
-from .._asgi import ASGIApp, Problem, Receive, Scope, Send, get_header
+from .._asgi import ASGIApp, Problem, Receive, Scope, Send, get_header, request_info
 from ..errors import ConfigurationError
 from ..routes import RouteTable
+from ..target import TargetError
 from . import tokens
+from .cache import DEFAULT_MAX_BYTES, TokenCache
 from .keys import ALG_FAMILY, KeyStore, RemoteKeys, VerifyKey, load_jwks, secret_key
 from .tokens import TokenError
 from .user import ANONYMOUS, AnonymousUser, AuthenticatedUser
@@ -186,18 +187,6 @@ def _refusal_headers(problem: Problem, challenge: str) -> tuple[tuple[bytes, byt
     return ((b"www-authenticate", value.encode()),)
 
 
-class _CacheEntry:
-    __slots__ = ("exp", "kid", "nbf", "stale_at", "user")
-
-    def __init__(self, user: AuthenticatedUser, kid: str | None, stale_at: float) -> None:
-        self.user = user
-        self.kid = kid
-        claims = user.claims
-        self.exp: float = claims["exp"]
-        self.nbf: float | None = claims.get("nbf")
-        self.stale_at = stale_at
-
-
 class JWTAuthMiddleware:
     """Authenticate ``Authorization: Bearer`` JWTs and enforce OAuth2 scopes per route.
 
@@ -214,8 +203,9 @@ class JWTAuthMiddleware:
     problem+json with ``WWW-Authenticate: Bearer`` (RFC 6750 section 3): 401 without error for a
     missing token, 400 ``invalid_request``, 401 ``invalid_token``, 403 ``insufficient_scope``.
 
-    Verified tokens are cached (bounded LRU keyed by a digest of the token); a hit still
-    checks ``exp``/``nbf`` and the route's scopes.
+    Verified tokens are cached (an LRU keyed by a digest of the token, bounded in entries and
+    in bytes; tokens over 8 KiB are not cached); a hit still checks ``exp``/``nbf`` and the
+    route's scopes.
 
     Args:
         issuer: required ``iss`` (exact match); with ``discovery=True``, also where keys are found.
@@ -233,6 +223,7 @@ class JWTAuthMiddleware:
         scope_claims: claims that grant scopes, in order.
         realm: the ``realm`` of WWW-Authenticate challenges.
         cache_size: verified-token cache entries; 0 disables the cache.
+        cache_max_bytes: memory the cached verifications may hold (claims as Python objects).
         cache_max_age: longest time, in seconds, a verification is reused.
         clock: returns the current Unix time; injectable for tests.
         public_preflight: let CORS preflights (``OPTIONS`` with ``Origin`` and
@@ -259,6 +250,7 @@ class JWTAuthMiddleware:
         scope_claims: Sequence[str] = ("scope", "scp"),
         realm: str = "api",
         cache_size: int = 10_000,
+        cache_max_bytes: int = DEFAULT_MAX_BYTES,
         cache_max_age: float = 300,
         clock: Callable[[], float] = time.time,
         jwks_timeout: float = 3.0,
@@ -297,6 +289,8 @@ class JWTAuthMiddleware:
             raise ConfigurationError("default", "must be 'authenticated', 'public' or 'deny'")
         if not isinstance(cache_size, int) or cache_size < 0:
             raise ConfigurationError("cache_size", "must be a whole number >= 0")
+        if not isinstance(cache_max_bytes, int) or cache_max_bytes < 0:
+            raise ConfigurationError("cache_max_bytes", "must be a whole number >= 0")
         if discovery and not issuer:
             raise ConfigurationError("discovery", "needs issuer= to find the discovery document")
         self.leeway = float(leeway)
@@ -311,7 +305,7 @@ class JWTAuthMiddleware:
         self.clock = clock
         self.cache_size = cache_size
         self.cache_max_age = float(cache_max_age)
-        self._cache: OrderedDict[bytes, _CacheEntry] = OrderedDict()
+        self._cache = TokenCache(cache_size, cache_max_bytes, self.cache_max_age)
 
         self._remote: RemoteKeys | None = None
         if jwks is not None:
@@ -362,7 +356,11 @@ class JWTAuthMiddleware:
             return
         rule = self._default
         if self._rules:
-            rule = self._rules.match_scope(scope) or self._default
+            try:
+                rule = self._rules.match_scope(scope) or self._default
+            except TargetError as error:  # a path the app may route elsewhere: no policy fits
+                await error.problem.send(scope, receive, send)
+                return
         if rule.deny:
             await _DENIED.send(scope, receive, send)
             return
@@ -392,6 +390,8 @@ class JWTAuthMiddleware:
                     await self.app(scope, receive, send)
                     return
                 assert rule.requirement is not None
+                # The token was valid: the access record names whose request was refused.
+                request_info(scope).sub = user.sub
                 await rule.requirement.refuse(scope, receive, send)
                 return
         else:
@@ -405,16 +405,7 @@ class JWTAuthMiddleware:
 
     def _cached(self, digest: bytes, now: float) -> AuthenticatedUser | None:
         """The user of a cached verification still within exp/nbf and the cache's max age."""
-        entry = self._cache.get(digest)
-        if entry is None:
-            return None
-        if now < entry.stale_at and now - self.leeway < entry.exp:  # as check_times
-            if entry.nbf is not None and now + self.leeway < entry.nbf:
-                raise TokenError(tokens.NOT_YET_VALID)
-            self._cache.move_to_end(digest)
-            return entry.user
-        del self._cache[digest]
-        return None
+        return self._cache.lookup(digest, now, self.leeway)
 
     async def _authenticate(self, token: bytes) -> AuthenticatedUser:
         """Verify ``token`` (a cache miss) and remember the result."""
@@ -423,11 +414,7 @@ class JWTAuthMiddleware:
         now = self.clock()
         user, kid = await self._verify(token, now)
         if self.cache_size:
-            self._cache[hashlib.sha256(token).digest()] = _CacheEntry(
-                user, kid, now + self.cache_max_age
-            )
-            if len(self._cache) > self.cache_size:
-                self._cache.popitem(last=False)
+            self._cache.store(hashlib.sha256(token).digest(), len(token), user, kid, now)
         return user
 
     async def _verify(self, token: bytes, now: float) -> tuple[AuthenticatedUser, str | None]:
@@ -454,11 +441,10 @@ class JWTAuthMiddleware:
             keys = self._keys.candidates(kid, alg)
             if keys:
                 return keys
-        if kid is not None and kid not in self._keys.by_kid:
+        if self._keys.kidless_refused(alg) if kid is None else kid not in self._keys.by_kid:
             raise TokenError(tokens.UNKNOWN_KEY)
         raise TokenError(tokens.BAD_ALG)
 
     def _forget_kids(self, kids: set[str]) -> None:
         """Drop cached verifications made with keys that left the key set."""
-        for digest in [d for d, entry in self._cache.items() if entry.kid in kids]:
-            del self._cache[digest]
+        self._cache.forget_kids(kids)

@@ -18,8 +18,9 @@ import orjson
 from joserfc.jwk import ECKey, Key, OctKey, OKPKey, RSAKey
 
 from ..errors import ConfigurationError
+from .fetch import get_bounded, tls_context
 
-__all__ = ["ALG_FAMILY", "KeyStore", "RemoteKeys", "VerifyKey", "load_jwks"]
+__all__ = ["ALG_FAMILY", "MAX_KIDLESS_KEYS", "KeyStore", "RemoteKeys", "VerifyKey", "load_jwks"]
 
 logger = logging.getLogger("asgi_guard.jwt")
 
@@ -47,6 +48,11 @@ _KEY_CLASSES: Final[dict[str, type[RSAKey] | type[ECKey] | type[OKPKey]]] = {
     "OKP": OKPKey,
 }
 _MAX_JWKS_BYTES: Final = 64 * 1024
+#: Most keys a token without a ``kid`` is tried against. Each try is a signature check
+#: (measured: RS256 75 µs, ES256 37 µs, EdDSA 295 µs): with every key of a 401-key set tried,
+#: one bogus token held the event loop for tens of ms. Issuers that omit the kid publish one
+#: or two keys.
+MAX_KIDLESS_KEYS: Final = 4
 #: Least time between two fetch attempts that are not for an unknown kid (cold start, refresh).
 _RETRY_AFTER: Final = 5.0
 _TTL_MIN, _TTL_MAX, _TTL_DEFAULT = 300.0, 3600.0, 600.0
@@ -136,18 +142,39 @@ class KeyStore:
     def __init__(self, keys: Collection[VerifyKey] = ()) -> None:
         self.by_kid: dict[str, VerifyKey] = {}
         self.keys: list[VerifyKey] = []
+        self._kidless: dict[str, tuple[list[VerifyKey], bool]] = {}
         self.replace(keys)
 
     def replace(self, keys: Collection[VerifyKey]) -> None:
         self.keys = list(keys)
         self.by_kid = {key.kid: key for key in self.keys if key.kid is not None}
+        self._kidless = {}
 
     def candidates(self, kid: str | None, alg: str) -> list[VerifyKey]:
-        """Keys that may verify a token with this ``kid`` (None: every key) and ``alg``."""
+        """Keys that may verify a token with this ``kid`` and ``alg``.
+
+        A token without a ``kid`` is tried only against keys that can match: of the keys whose
+        family fits ``alg``, those without a ``kid`` if any, else all of them; and only when
+        they are at most :data:`MAX_KIDLESS_KEYS` (else none: see :meth:`kidless_refused`).
+        """
         if kid is not None:
             key = self.by_kid.get(kid)
             return [key] if key is not None and key.fits(alg) else []
-        return [key for key in self.keys if key.fits(alg)]
+        return self._kidless_for(alg)[0]
+
+    def kidless_refused(self, alg: str) -> bool:
+        """Whether a token without a ``kid`` is refused for naming no key among too many."""
+        return self._kidless_for(alg)[1]
+
+    def _kidless_for(self, alg: str) -> tuple[list[VerifyKey], bool]:
+        # Per algorithm, computed once per key set: a refused token costs one dict lookup.
+        found = self._kidless.get(alg)
+        if found is None:
+            fitting = [key for key in self.keys if key.fits(alg)]
+            chosen = [key for key in fitting if key.kid is None] or fitting
+            too_many = len(chosen) > MAX_KIDLESS_KEYS
+            found = self._kidless[alg] = ([] if too_many else chosen, too_many)
+        return found
 
 
 class RemoteKeys:
@@ -156,9 +183,14 @@ class RemoteKeys:
     - The TTL comes from ``Cache-Control: max-age``, clamped to 5-60 minutes (default 10).
     - A request arriving in the last fifth of the TTL starts a refresh in the background.
     - An unknown ``kid`` triggers at most one refetch per ``min_refetch`` seconds, whatever the
-      traffic; concurrent misses share one fetch (single flight).
+      traffic; concurrent misses share one fetch (single flight). Only these refetches count
+      toward that bound: a key rotated in right after the start-up fetch or a scheduled
+      refresh is fetched by the first token that names it.
+    - Each fetch (discovery document and key set together) has one deadline of ``timeout``
+      seconds, however slowly the server sends its answer.
     - On fetch failure the last good set keeps serving for ``max_stale`` seconds past its TTL.
-    - Responses over 64 KiB, redirects, non-200 answers and sets without a usable key are refused.
+    - Responses over 64 KiB (decoded: a gzip answer is inflated only up to the cap),
+      redirects, non-200 answers and sets without a usable key are refused.
     """
 
     def __init__(
@@ -179,6 +211,7 @@ class RemoteKeys:
                 "jwks_url", "remote keys need httpx: pip install 'asgi-guard[remote]'"
             ) from None
         self._httpx = httpx
+        self._tls = tls_context()
         self.jwks_url = jwks_url
         self.discovery_url = discovery_url
         self.timeout = timeout
@@ -191,48 +224,44 @@ class RemoteKeys:
         self._expires = 0.0
         self._ttl = _TTL_DEFAULT
         self._last_attempt = -1e18
+        self._last_kid_refetch = -1e18
         self._inflight: asyncio.Task[None] | None = None
 
     # -- fetching --------------------------------------------------------------------------
 
-    async def _get(self, client: Any, url: str) -> tuple[bytes, Any]:
-        if not url.startswith(("https://", "http://")):
-            raise ValueError("key URL must be http(s)")
-        async with client.stream("GET", url, headers={"accept": "application/json"}) as response:
-            if response.status_code != 200:
-                raise ValueError(f"status {response.status_code}")
-            body = b""
-            async for chunk in response.aiter_bytes():
-                body += chunk
-                if len(body) > _MAX_JWKS_BYTES:
-                    raise ValueError("response over 64 KiB")
-            return body, response.headers
-
     async def _fetch(self) -> None:
         self._last_attempt = self.clock()
         try:
-            async with self._httpx.AsyncClient(
-                timeout=self.timeout, follow_redirects=False
-            ) as client:
+            # One deadline for the whole exchange: httpx's timeout applies to each read, so a
+            # server trickling one byte a second would otherwise never time out.
+            async with (
+                asyncio.timeout(self.timeout),
+                self._httpx.AsyncClient(
+                    timeout=self.timeout, follow_redirects=False, verify=self._tls
+                ) as client,
+            ):
                 url = self.jwks_url
                 if url is None:
                     assert self.discovery_url is not None
-                    body, _ = await self._get(client, self.discovery_url)
+                    body, _ = await get_bounded(client, self.discovery_url, _MAX_JWKS_BYTES)
                     meta = orjson.loads(body)
                     url = meta.get("jwks_uri") if isinstance(meta, dict) else None
                     if not isinstance(url, str):
                         raise ValueError("discovery document has no jwks_uri")
                     self.jwks_url = url
-                body, headers = await self._get(client, url)
+                body, headers = await get_bounded(client, url, _MAX_JWKS_BYTES)
             keys = load_jwks(orjson.loads(body), option="jwks_url")
             if not keys:
                 raise ValueError("no usable signing key")
+        except TimeoutError:
+            logger.warning("JWKS fetch failed: no complete answer within %s s", self.timeout)
+            self._after_failure()
+            return
         except Exception as exc:  # any network, HTTP or JSON failure keeps the old set
             logger.warning(
                 "JWKS fetch failed: %s", type(exc).__name__ + (f": {exc}" if str(exc) else "")
             )
-            if self.loaded and self.clock() > self._expires + self.max_stale:
-                self._drop()
+            self._after_failure()
             return
         old = set(self.store.by_kid)
         self.store.replace(keys)
@@ -242,6 +271,10 @@ class RemoteKeys:
         removed = old - set(self.store.by_kid)
         if removed and self.on_change is not None:
             self.on_change(removed)
+
+    def _after_failure(self) -> None:
+        if self.loaded and self.clock() > self._expires + self.max_stale:
+            self._drop()
 
     def _start(self) -> asyncio.Task[None]:
         if self._inflight is None:
@@ -281,12 +314,18 @@ class RemoteKeys:
             self.on_change(removed)
 
     async def refetch_for_unknown_kid(self) -> bool:
-        """Refetch once for a token naming an unknown ``kid``; False when rate-limited."""
+        """Refetch once for a token naming an unknown ``kid``; False when rate-limited.
+
+        The bound counts only the refetches unknown kids trigger: the start-up fetch and
+        scheduled refreshes do not delay a key rotated in just after them.
+        """
         if self._inflight is not None:
             await asyncio.shield(self._inflight)
             return True
-        if self.clock() - self._last_attempt < self.min_refetch:
+        now = self.clock()
+        if now - self._last_kid_refetch < self.min_refetch:
             return False
+        self._last_kid_refetch = now
         await self._single_flight()
         return True
 
