@@ -268,3 +268,65 @@ async def test_redis_scripts_decide_as_the_memory_counters(redis_url: str, strat
             assert await redis.decide(items, cost, now) == memory.decide(items, cost, now)
     finally:
         await redis.aclose()
+
+
+@pytest.mark.parametrize("strategy", STRATEGIES)
+async def test_other_storages_go_through_limits_strategies(redis_url: str, strategy: str) -> None:
+    """A storage without a script of ours (here limits' own Redis storage) is counted by
+    limits' strategies: exact one decision at a time, and a refusal consumes nothing."""
+    from limits.storage import storage_from_string
+
+    from asgi_guard.ratelimit.generic import LimitsCounters
+
+    storage = storage_from_string(
+        "async+" + redis_url, implementation="redispy", wrap_exceptions=True
+    )
+    counters = LimitsCounters(storage, strategy)
+    key = uuid.uuid4().hex
+    items = [(key + "/a", 3, 60_000), (key + "/b", 5, 3_600_000)]
+    try:
+        verdicts = []
+        for _ in range(6):
+            admitted, figures = await counters.decide(items, 1, round(time.time() * 1000))
+            verdicts.append(admitted)
+        assert verdicts == [True] * 3 + [False] * 3
+        assert [remaining for remaining, _ in figures] == [0, 2]  # the looser limit counted 3
+        assert 0 < figures[0][1] <= 60_001
+        await counters.discard_idle()
+    finally:
+        await counters.aclose()
+
+
+@pytest.mark.parametrize("strategy", STRATEGIES)
+async def test_a_request_that_read_the_clock_before_the_window_turned(
+    redis_url: str, strategy: str
+) -> None:
+    """Requests that read the clock just before a window turned but reach the storage after
+    requests of the new window are counted in the new window: none is admitted beyond the
+    limit, on Redis and in memory alike (a burst of 1,000 over two processes once admitted 126
+    of 50 this way)."""
+    from asgi_guard.ratelimit.memory import MemoryCounters
+    from asgi_guard.ratelimit.redis import RedisCounters
+
+    redis = RedisCounters(redis_url, strategy, 5.0)
+    memory = MemoryCounters(strategy)
+    stem = f"{redis.prefix}d/{uuid.uuid4().hex}}}"
+    items = [(stem + "/5/60", 5, 60_000)]
+    before = 1_800_000_060_000 - 1  # the last millisecond of a minute window
+    after = before + 2
+    try:
+        for counters in (redis, memory):
+            verdicts = []
+            for at in [before] * 5 + [after] * 5 + [before] * 10 + [after] * 5:
+                admitted, _ = await _decide(counters, items, at)
+                verdicts.append(admitted)
+            assert sum(verdicts[:5]) == 5
+            assert sum(verdicts[10:]) == 0  # the late ones, and the new window after them
+    finally:
+        await redis.aclose()
+
+
+async def _decide(counters: Any, items: Any, at: int) -> tuple[bool, Any]:
+    decision = counters.decide(items, 1, at)
+    result: tuple[bool, Any] = await decision if asyncio.iscoroutine(decision) else decision
+    return result

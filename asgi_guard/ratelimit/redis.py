@@ -49,17 +49,25 @@ local out = {}
 
 # ARGV: now (ms), cost, then (limit, window ms) per key. Reply: admitted, then two integers
 # per key (the raw state windows.figures reads).
+#
+# Requests do not reach the server in the order their processes read the clock: one that read
+# it before a window turned may run after one that read it after. Such a late request is
+# decided in the newer window, at its start (the previous window weighs fully), and a moving
+# window's late hit is stamped with the newest stamp: a late request is counted as strictly as
+# the requests before it, never against a counter it would reset.
 _SCRIPTS: Final = {
     SLIDING: _IDIV
     + """
 for i = 1, #KEYS do
   local limit, window = tonumber(ARGV[1 + 2 * i]), tonumber(ARGV[2 + 2 * i])
   local index = idiv(now, window)
+  local elapsed = now - index * window
   local saved = redis.call('HMGET', KEYS[i], 'i', 'p', 'c')
   local at, prev, curr = tonumber(saved[1]), 0, 0
+  if at and at > index then index, elapsed = at, 0 end  -- a later window is saved: see below
   if at == index then prev, curr = tonumber(saved[2]), tonumber(saved[3])
   elseif at == index - 1 then prev = tonumber(saved[3]) end
-  if idiv(prev * (window - (now - index * window)), window) + curr + cost > limit then ok = 0 end
+  if idiv(prev * (window - elapsed), window) + curr + cost > limit then ok = 0 end
   state[i] = {index, prev, curr, window}
 end
 out[1] = ok
@@ -80,8 +88,9 @@ for i = 1, #KEYS do
   local limit, window = tonumber(ARGV[1 + 2 * i]), tonumber(ARGV[2 + 2 * i])
   local index = idiv(now, window)
   local saved = redis.call('HMGET', KEYS[i], 'i', 'n')
-  local count = 0
-  if tonumber(saved[1]) == index then count = tonumber(saved[2]) end
+  local at, count = tonumber(saved[1]), 0
+  if at and at > index then index = at end
+  if at == index then count = tonumber(saved[2]) end
   if count + cost > limit then ok = 0 end
   state[i] = {index, count, window}
 end
@@ -102,24 +111,25 @@ return out
 for i = 1, #KEYS do
   local limit, window = tonumber(ARGV[1 + 2 * i]), tonumber(ARGV[2 + 2 * i])
   local stamps = redis.call('LRANGE', KEYS[i], 0, limit - 1)
-  local counted = {}
+  local counted, newest = {}, now
   for j = 1, #stamps do
     local s = tonumber(stamps[j])
     if s > now - window then counted[#counted + 1] = s end
+    if s > newest then newest = s end
   end
   if #counted + cost > limit then ok = 0 end
-  state[i] = {counted, limit, window}
+  state[i] = {counted, limit, window, newest}
 end
 out[1] = ok
 for i = 1, #KEYS do
-  local counted, limit, window = state[i][1], state[i][2], state[i][3]
+  local counted, limit, window, newest = state[i][1], state[i][2], state[i][3], state[i][4]
   if ok == 1 then
     for _ = 1, cost do
-      redis.call('LPUSH', KEYS[i], now)
-      counted[#counted + 1] = now
+      redis.call('LPUSH', KEYS[i], newest)
+      counted[#counted + 1] = newest
     end
     redis.call('LTRIM', KEYS[i], 0, limit - 1)
-    redis.call('PEXPIREAT', KEYS[i], now + window)
+    redis.call('PEXPIREAT', KEYS[i], newest + window)
   end
   local stamp = 0
   if #counted > 0 then
