@@ -202,6 +202,7 @@ class RedisCounters:
         self._last_reply = 0.0  # on the loop's clock minus busy time
         self.busy = 0.0  # seconds the loop was busy while calls were pending
         self._beat_at = self._beat_cpu = 0.0  # the last heartbeat: loop time, thread CPU time
+        self._beat_due = 0.0  # when the next one is due (uvloop's handles do not say)
         self._pending = 0
         self._beat: asyncio.TimerHandle | None = None
         self.prefix = "ag" + strategy[0] + ":{"  # ags / agm / agf: one key type each
@@ -216,7 +217,8 @@ class RedisCounters:
         self._pending += 1
         if self._beat is None:
             self._beat_at, self._beat_cpu = loop.time(), time.thread_time()
-            self._beat = loop.call_at(self._beat_at + _BEAT, self._heartbeat, loop)
+            self._beat_due = self._beat_at + _BEAT
+            self._beat = loop.call_at(self._beat_due, self._heartbeat, loop)
         watch = _Watch(self, loop)
         try:
             async with asyncio.timeout(None) as deadline:
@@ -258,11 +260,10 @@ class RedisCounters:
         return sha
 
     def _busy_since_beat(self, now: float) -> float:
-        beat = self._beat
-        if beat is None:
+        if self._beat is None:
             return 0.0
         cpu = time.thread_time() - self._beat_cpu
-        return min(now - self._beat_at, max(cpu, now - beat.when()))
+        return min(now - self._beat_at, max(cpu, now - self._beat_due))
 
     def busy_at(self, now: float) -> float:
         """The loop's busy time until ``now``, the current heartbeat interval included."""
@@ -272,7 +273,8 @@ class RedisCounters:
         now = loop.time()
         self.busy += self._busy_since_beat(now)
         self._beat_at, self._beat_cpu = now, time.thread_time()
-        self._beat = loop.call_at(now + _BEAT, self._heartbeat, loop) if self._pending else None
+        self._beat_due = now + _BEAT
+        self._beat = loop.call_at(self._beat_due, self._heartbeat, loop) if self._pending else None
 
     async def discard_idle(self) -> None:
         """Close pooled connections that predate a fault (a restarted server broke them)."""
