@@ -91,11 +91,11 @@ async def test_burst_of_1000_admits_exactly_the_limit(
 async def test_two_processes_share_one_exact_limit(
     build: Any, redis_url: str, strategy: str
 ) -> None:
-    """Two layers with their own clients (two processes) on one Redis: 50 of 1,000, exactly."""
+    """Two layers with their own clients (two processes) on one Redis: 50 of 600, exactly."""
     mws = [build(limit="50/day", storage=redis_url, strategy=strategy) for _ in range(2)]
-    statuses = await burst(mws, 1000)
+    statuses = await burst(mws, 600)
     assert statuses.count(200) == 50
-    assert statuses.count(429) == 950
+    assert statuses.count(429) == 550
 
 
 @pytest.mark.parametrize("strategy", STRATEGIES)
@@ -110,9 +110,9 @@ async def test_a_busy_event_loop_is_not_a_storage_fault(
         await asyncio.sleep(0.01)
         time.sleep(0.4)  # noqa: ASYNC251 - a handler that blocks the loop, on purpose
 
-    results = await asyncio.gather(burst([mw], 1000), block())
+    results = await asyncio.gather(burst([mw], 600), block())
     statuses = results[0]
-    assert (statuses.count(200), statuses.count(429)) == (50, 950)
+    assert (statuses.count(200), statuses.count(429)) == (50, 550)
     assert mw._breaker.trips == 0
     assert not [r for r in caplog.records if r.name == "asgi_guard.ratelimit"]
 
@@ -291,7 +291,8 @@ async def test_other_storages_go_through_limits_strategies(redis_url: str, strat
             verdicts.append(admitted)
         assert verdicts == [True] * 3 + [False] * 3
         assert [remaining for remaining, _ in figures] == [0, 2]  # the looser limit counted 3
-        assert 0 < figures[0][1] <= 60_001
+        # limits' fixed window starts at its own reading of the clock, a little after ours
+        assert 0 < figures[0][1] <= 61_000
         await counters.discard_idle()
     finally:
         await counters.aclose()
