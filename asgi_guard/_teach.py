@@ -15,9 +15,9 @@ from .errors import ConfigurationError
 __all__ = ["did_you_mean", "env_value", "struct_fields", "teach"]
 
 
-def did_you_mean(name: str, known: Any) -> str:
+def did_you_mean(name: str, known: Any, cutoff: float = 0.6) -> str:
     """`` (did you mean 'x'?)`` for a near miss among ``known``, else nothing."""
-    close = difflib.get_close_matches(name, list(known), n=1, cutoff=0.6)
+    close = difflib.get_close_matches(name, list(known), n=1, cutoff=cutoff)
     return f" (did you mean {close[0]!r}?)" if close else ""
 
 

@@ -336,9 +336,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (ConfigurationError, _Fail) as exc:
         print(f"{PROG}: error: {exc}", file=sys.stderr)
         return 2
-    except OSError as exc:
-        print(f"{PROG}: error: {exc.filename or ''} {exc.strerror or exc}".strip(), file=sys.stderr)
-        return 2
     except KeyboardInterrupt:  # pragma: no cover - interactive only
         return 130
     except Exception as exc:  # a bug of ours or a library's: still one line, never a traceback

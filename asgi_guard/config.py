@@ -17,6 +17,7 @@ from .errors import ConfigurationError
 
 __all__ = [
     "AccessLogConfig",
+    "ClaimLimit",
     "GuardConfig",
     "HTTPSConfig",
     "HeadersConfig",
@@ -70,11 +71,22 @@ class HTTPSConfig(_Section, frozen=True):
     """Keep the port of the request's Host in the redirect (one port for HTTP and HTTPS)."""
 
 
+class ClaimLimit(_Section, frozen=True):
+    """A limit chosen by a claim of the verified token, e.g. the caller's plan."""
+
+    claim: str
+    """The claim, e.g. "plan"."""
+    values: dict[str, str]
+    """Claim value -> limit, e.g. {free = "10/minute", pro = "1000/minute"}."""
+    default: str
+    """The limit of callers whose token lacks the claim or names another value."""
+
+
 class RateLimitConfig(_Section, frozen=True):
     """Rate limiting (:class:`~asgi_guard.RateLimitMiddleware`)."""
 
-    limit: str | None = None
-    """Default limit for routes without a rule, e.g. "100/minute"."""
+    limit: str | ClaimLimit | None = None
+    """Default limit for routes without a rule, e.g. "100/minute", or {claim, values, default}."""
     rules: dict[str, Any] = msgspec.field(default_factory=dict)
     """Route pattern -> limit, "exempt", or {limit, cost, group}."""
     strategy: Literal["sliding-window", "moving-window", "fixed-window"] = "sliding-window"
@@ -83,7 +95,7 @@ class RateLimitConfig(_Section, frozen=True):
     """A limits storage URI (memory://, redis://...)."""
     key: str = "ip"
     """ip, sub, claim:<name> or header:<name>; identity keys run after JWT authentication."""
-    identity_limit: str | None = None
+    identity_limit: str | ClaimLimit | None = None
     """A second default limit keyed by the JWT subject, applied after authentication."""
     headers: bool | Literal["legacy"] = True
     """IETF RateLimit headers; "legacy" adds X-RateLimit-*."""
@@ -147,6 +159,8 @@ class ValidationConfig(_Section, frozen=True):
     """Largest accepted body in bytes."""
     max_depth: int = 64
     """Deepest accepted JSON nesting."""
+    body_timeout: float | None = 10.0
+    """Seconds for receiving a whole body before 408 (None: no limit)."""
 
 
 class AccessLogConfig(_Section, frozen=True):
@@ -164,6 +178,11 @@ class AccessLogConfig(_Section, frozen=True):
     """Request headers to include in records (redacted)."""
     exclude: list[str] = msgspec.field(default_factory=list)
     """Route patterns whose answers are logged only when they are errors (status >= 400)."""
+    redact_values: list[str] = msgspec.field(default_factory=list)
+    """More regular expressions of credentials, redacted wherever they appear."""
+    output: Literal["auto", "stdout", "logging"] = "auto"
+    """When no logging handler would receive the records: "auto" writes them as JSON lines to
+    stdout; "stdout" always does; "logging" leaves logging alone and warns."""
 
 
 class HeadersConfig(_Section, frozen=True):
@@ -227,8 +246,8 @@ class RouteConfig(_Section, frozen=True):
     """Scopes a token must grant."""
     public: bool = False
     """No token needed."""
-    limit: str | None = None
-    """Rate limit of this route."""
+    limit: str | ClaimLimit | None = None
+    """Rate limit of this route, or {claim, values, default}."""
     cost: int = 1
     """Hits one request counts for."""
     schema: str | dict[str, Any] | None = None
@@ -366,6 +385,34 @@ def _identity_key(key: str) -> bool:
     return key == "sub" or key.startswith("claim:")
 
 
+def _builtin(value: Any) -> Any:
+    """A limit option as the layer takes it: a string, or a dict for a :class:`ClaimLimit`."""
+    return msgspec.to_builtins(value) if isinstance(value, msgspec.Struct) else value
+
+
+def _no_claim_limit_before_jwt(
+    limit: Any, rules: dict[str, Any], routes: list[RouteConfig]
+) -> None:
+    """Refuse a claim-chosen limit in the IP-keyed layer, which runs before JWT: no verified
+    claim exists there, so every caller would silently get the default."""
+    from .ratelimit import is_claim_limit
+
+    found = "rate_limit.limit" if is_claim_limit(limit) else None
+    for pattern, value in rules.items():
+        if found is None and (
+            is_claim_limit(value)
+            or (isinstance(value, dict) and is_claim_limit(value.get("limit")))
+        ):
+            index = next((i for i, r in enumerate(routes) if r.path == pattern), None)
+            found = f"rate_limit.rules[{pattern!r}]" if index is None else f"routes[{index}].limit"
+    if found is not None:
+        raise ConfigurationError(
+            found,
+            "a limit chosen by a claim needs the verified token: the IP-keyed limit runs before"
+            ' JWT. Use key = "sub" (or "claim:<name>"), or put it in identity_limit',
+        )
+
+
 def _options(section: _Section) -> dict[str, Any]:
     """A section's fields as keyword arguments for its layer."""
     return msgspec.structs.asdict(section)
@@ -403,7 +450,7 @@ def guard(
     from .jwt import JWTAuthMiddleware
     from .metrics import AppTimer, MetricsMiddleware
     from .proxy import ProxyHeadersMiddleware
-    from .ratelimit import RateLimitMiddleware, _parse_limit
+    from .ratelimit import RateLimitMiddleware, policy_of
     from .routes import parse_pattern
     from .validation import ValidationMiddleware
 
@@ -437,9 +484,10 @@ def guard(
         if route.limit is not None:
             if cfg.rate_limit is None:
                 raise ConfigurationError(f"{where}.limit", "needs a [rate_limit] section")
-            _parse_limit(f"{where}.limit", route.limit)
+            route_limit = _builtin(route.limit)
+            policy_of(f"{where}.limit", route_limit, "", route.cost)
             limit_rules[route.path] = (
-                {"limit": route.limit, "cost": route.cost} if route.cost != 1 else route.limit
+                {"limit": route_limit, "cost": route.cost} if route.cost != 1 else route_limit
             )
         if route.schema is not None:
             if cfg.validation is None:
@@ -483,16 +531,18 @@ def guard(
         common = _options(rl)
         for own in ("limit", "rules", "key", "identity_limit"):
             del common[own]
+        limit, identity_limit = _builtin(rl.limit), _builtin(rl.identity_limit)
         if _identity_key(rl.key):
             if rl.identity_limit is not None:
                 raise ConfigurationError(
                     "rate_limit.identity_limit", "with an identity key, use limit"
                 )
-            identity_limits = {"limit": rl.limit, "rules": limit_rules, "key": rl.key, **common}
+            identity_limits = {"limit": limit, "rules": limit_rules, "key": rl.key, **common}
         else:
-            ip_limits = {"limit": rl.limit, "rules": limit_rules, "key": rl.key, **common}
+            _no_claim_limit_before_jwt(limit, limit_rules, cfg.routes)
+            ip_limits = {"limit": limit, "rules": limit_rules, "key": rl.key, **common}
             if rl.identity_limit is not None:
-                identity_limits = {"limit": rl.identity_limit, "rules": {}, "key": "sub", **common}
+                identity_limits = {"limit": identity_limit, "rules": {}, "key": "sub", **common}
         if identity_limits is not None:
             if cfg.jwt is None:
                 raise ConfigurationError(

@@ -113,7 +113,7 @@ def test_check_bad_config_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixt
     code, _, err = run(capsys, "check", "--config", str(path))
     assert (code, err) == (
         2,
-        "asgi-guard: error: routes[0].limit: Expected `str | null`, got `int`\n",
+        "asgi-guard: error: routes[0].limit: Expected `str | object | null`, got `int`\n",
     )
 
 
@@ -671,3 +671,42 @@ def test_serve_dev_over_tls_for_a_browser(tmp_path: Path) -> None:
         page = client.get(f"https://127.0.0.1:{port}/docs")
     assert (page.status_code, page.text) == (200, "https")
     assert page.headers["strict-transport-security"] == "max-age=0"
+
+
+def test_check_finds_the_config_and_the_app_in_the_folder(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """check reads ./guard.toml when no --config is given, imports --app from the current
+    folder as serve does, and says where it looked when there is no config."""
+    in_folder(tmp_path, monkeypatch)
+    assert run(capsys, "check")[2].startswith("asgi-guard: error: no config: give --config FILE")
+    (tmp_path / "guard.toml").write_text(
+        '[jwt]\nsecret = "' + "s" * 32 + '"\nrules = {"/nowhere" = "public"}\n'
+    )
+    (tmp_path / "routes_app.py").write_text(
+        "from starlette.applications import Starlette\n"
+        "from starlette.responses import PlainTextResponse\n"
+        "from starlette.routing import Route\n\n"
+        "async def home(request):\n    return PlainTextResponse('hi')\n\n"
+        "app = Starlette(routes=[Route('/home', home)])\n"
+    )
+    code, out, _ = run(capsys, "check", "--app", "routes_app:app")
+    assert code == 1
+    assert "AG030 [error] jwt.rules: '/nowhere' matches no route of the app" in out
+
+
+def test_an_unexpected_error_is_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Even an error nobody foresaw is one line and exit 2, not a traceback."""
+    import asgi_guard.devkeys
+
+    def broken() -> dict[str, Any]:
+        raise RuntimeError("entropy ran out")
+
+    monkeypatch.setattr(asgi_guard.devkeys, "generate_keys", broken)
+    assert run(capsys, "keys", "--out", str(tmp_path / "k.json")) == (
+        2,
+        "",
+        "asgi-guard: error: unexpected RuntimeError: entropy ran out\n",
+    )

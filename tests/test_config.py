@@ -185,7 +185,7 @@ def test_environment_supplies_secrets(tmp_path: Path) -> None:
         (
             {"routes": [{"path": "/a", "limit": 5}]},
             {},
-            "routes[0].limit: Expected `str | null`, got `int`",
+            "routes[0].limit: Expected `str | object | null`, got `int`",
         ),
         ({"https": {"hsts_max_age": "long"}}, {}, "https.hsts_max_age: Expected `int`, got `str`"),
         ({"https": {"hsts_maxage": 1}}, {}, "https: Object contains unknown field `hsts_maxage`"),
@@ -306,6 +306,7 @@ def test_check_clean_config() -> None:
         ({"validation": {"max_body_size": 50 * 1024 * 1024}}, "AG013", "warning"),
         ({"access_log": None}, "AG014", "warning"),
         ({"access_log": {"exclude": ["/health"]}}, "AG015", "warning"),
+        ({"hosts": None, "https": {"exempt": ["/health"]}}, "AG024", "warning"),
         (
             {"access_log": {}, "routes": [{"path": "GET /oauth/authorize", "log": False}]},
             "AG015",
@@ -545,3 +546,14 @@ async def test_local_mode_keeps_a_configured_https_port() -> None:
         guard(RecordingApp(), config, environ={}), base_url="http://localhost:8000"
     ) as client:
         assert (await client.get("/a")).headers["location"] == "https://localhost:8443/a"
+
+
+def test_teaching_leaves_other_messages_alone() -> None:
+    """A path that is no config option, or an option of no struct, keeps msgspec's message;
+    a table option given a plain string from the environment is msgspec's to refuse."""
+    from asgi_guard._teach import teach
+
+    for where in ("jwt.issuer.x", "jwt.nothing", "routes[0].nope"):
+        assert teach(GuardConfig, where, "Invalid enum value 'x'") == "Invalid enum value 'x'"
+    with pytest.raises(ConfigurationError, match=r"^jwt\.rules: Expected `object`, got `str`$"):
+        load_config({}, environ={"ASGI_GUARD_JWT__RULES": "public"})

@@ -30,6 +30,7 @@ from litestar.plugins import InitPluginProtocol, ReceiveRoutePlugin
 from litestar.routes import BaseRoute
 
 from .._asgi import ASGIApp, Receive, Scope, Send
+from .._teach import did_you_mean
 from ..config import GuardConfig, load_config, resolve
 from ..errors import ConfigurationError
 from ..jwt import AnonymousUser, AuthenticatedUser, RequireScopes
@@ -234,6 +235,14 @@ class GuardPlugin(InitPluginProtocol, ReceiveRoutePlugin):
         """Build each handler's policies now (errors name the handler) and document them."""
         for handler in get_route_handlers(route):
             opt = getattr(handler, "opt", None) or {}
+            for name in opt:
+                # A misspelt policy ("scope", "limits") would leave the handler unguarded in
+                # silence; a key of the app's own ("schema_name", "limit_by") is not that close.
+                near = did_you_mean(name, _KEYS, cutoff=0.85) if name not in _KEYS else ""
+                if near:
+                    raise ConfigurationError(
+                        f"handler {_name(handler)!r} opt[{name!r}]", f"not a policy{near}"
+                    )
             if not any(name in opt for name in _KEYS):
                 continue
             build_policies(_never, handler, opt, self.realm, self.limits, self._made)

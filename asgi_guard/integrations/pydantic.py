@@ -44,8 +44,8 @@ def _location(loc: tuple[int | str, ...]) -> str:
 class PydanticDecoder:
     """A body decoder with msgspec's interface (``decode(bytes)``) over a pydantic model.
 
-    Raises ``msgspec.DecodeError`` for malformed JSON and ``msgspec.ValidationError`` (worded
-    as msgspec words it: ``message - at `$.path```) for the first error of the model.
+    Raises ``msgspec.DecodeError`` for malformed JSON and ``msgspec.ValidationError``, worded
+    as msgspec words it (the message, then the JSON path), for the first error of the model.
     """
 
     __slots__ = ("_error", "_validate", "model")

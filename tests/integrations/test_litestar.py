@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from typing import Annotated, Any
 
+import httpx
 import msgspec
 import pytest
 from litestar import Litestar, Request, get, post
@@ -28,12 +29,18 @@ from .tokens import SECRET, bearer, get_orders_policy
 pytestmark = pytest.mark.anyio
 
 
+def _client(app: Any, **options: Any) -> httpx.AsyncClient:
+    """``client_for`` over a Litestar app (whose ``__call__`` is typed with Litestar's own
+    scope types)."""
+    return client_for(app, **options)
+
+
 async def test_example_app_handler_policies() -> None:
     """examples/litestar_app.py: opt scopes, limit and schema per handler; user and body injected."""
     from examples.litestar_app import app
 
     write = {**bearer("tasks-api", "tasks:write"), "content-type": "application/json"}
-    async with client_for(app) as client:
+    async with _client(app) as client:
         assert (await client.get("/health")).json() == {"status": "ok"}
         assert (await client.get("/me")).status_code == 401
         assert (await client.get("/me", headers=bearer("tasks-api", "a b"))).json() == {
@@ -78,12 +85,12 @@ async def test_every_layer_with_define_middleware() -> None:
     app = Litestar(
         route_handlers=[who],
         middleware=[
-            DefineMiddleware(ProxyHeadersMiddleware, trusted=["127.0.0.1"]),
-            DefineMiddleware(AccessLogMiddleware),
-            DefineMiddleware(HTTPSRedirectMiddleware),
-            DefineMiddleware(RateLimitMiddleware, limit="10/minute"),
-            DefineMiddleware(JWTAuthMiddleware, secret=SECRET, audience="l-api"),
-            DefineMiddleware(ValidationMiddleware, schemas={"/who": dict[str, int]}),
+            DefineMiddleware(ProxyHeadersMiddleware, trusted=["127.0.0.1"]),  # type: ignore[arg-type]
+            DefineMiddleware(AccessLogMiddleware),  # type: ignore[arg-type]
+            DefineMiddleware(HTTPSRedirectMiddleware),  # type: ignore[arg-type]
+            DefineMiddleware(RateLimitMiddleware, limit="10/minute"),  # type: ignore[arg-type]
+            DefineMiddleware(JWTAuthMiddleware, secret=SECRET, audience="l-api"),  # type: ignore[arg-type]
+            DefineMiddleware(ValidationMiddleware, schemas={"/who": dict[str, int]}),  # type: ignore[arg-type]
         ],
         logging_config=None,
     )
@@ -93,7 +100,7 @@ async def test_every_layer_with_define_middleware() -> None:
         **bearer("l-api"),
         "content-type": "application/json",
     }
-    async with client_for(app, base_url="http://testserver") as client:
+    async with _client(app, base_url="http://testserver") as client:
         response = await client.request("GET", "/who", content=b'{"n": 1}', headers=headers)
         assert response.json() == {"user": "alice", "client": "198.51.100.2", "body": {"n": 1}}
         assert (await client.get("/who")).status_code == 308
@@ -101,11 +108,11 @@ async def test_every_layer_with_define_middleware() -> None:
     guarded = Litestar(
         route_handlers=[who],
         middleware=[
-            DefineMiddleware(guard, config={"jwt": {"secret": SECRET, "audience": "l-api"}})
+            DefineMiddleware(guard, config={"jwt": {"secret": SECRET, "audience": "l-api"}})  # type: ignore[arg-type]
         ],
         logging_config=None,
     )
-    async with client_for(guarded) as client:
+    async with _client(guarded) as client:
         assert (await client.get("/who")).status_code == 401
         assert (await client.get("/who", headers=bearer("l-api"))).json()["user"] == "alice"
 
@@ -120,12 +127,13 @@ async def test_extra_slashes_are_held_to_the_same_policy() -> None:
         calls.append(request.url.path)
         return {"ok": "yes"}
 
+    # logging_config=None: the app leaves the process's logging (and other tests) alone.
     app = guard(
-        Litestar([orders]),
+        Litestar([orders], logging_config=None),  # type: ignore[arg-type]
         get_orders_policy("l-api", "6/minute"),
     )
     reader = bearer("l-api", "orders:read")
-    async with client_for(app) as client:
+    async with _client(app) as client:
         refused = [
             # (whole URLs: httpx would read "//orders" as a host)
             (await client.get(f"{client.base_url}{path}", headers=bearer("l-api"))).status_code
@@ -150,7 +158,7 @@ class Order(msgspec.Struct, forbid_unknown_fields=True):
 def _orders_handler(opt: dict[str, Any]) -> Any:
     @post("/orders", opt=opt, sync_to_thread=False, name="create_order")
     def create_order(request: Request[Any, Any, Any]) -> dict[str, Any]:
-        body = request.scope["state"].get("validated_body")
+        body: Any = request.scope.get("state", {}).get("validated_body")
         return {
             "body": body.model_dump() if hasattr(body, "model_dump") else msgspec.to_builtins(body)
         }
@@ -171,6 +179,14 @@ def _orders_handler(opt: dict[str, Any]) -> Any:
             "handler 'create_order' opt['schema']: not a type msgspec can validate",
         ),
         ({"schema": "nowhere:Model"}, "handler 'create_order' opt['schema']: cannot import"),
+        (
+            {"scope": "a"},
+            "handler 'create_order' opt['scope']: not a policy (did you mean 'scopes'?)",
+        ),
+        (
+            {"limits": "1/second"},
+            "handler 'create_order' opt['limits']: not a policy (did you mean",
+        ),
     ],
 )
 def test_plugin_refuses_a_bad_policy_at_start_up(opt: dict[str, Any], message: str) -> None:
@@ -184,7 +200,7 @@ def test_plugin_refuses_a_bad_policy_at_start_up(opt: dict[str, Any], message: s
 async def test_plugin_reads_a_scope_string_as_the_jwt_rules_do() -> None:
     """opt scopes "orders:write" is one scope (it used to be read letter by letter)."""
     app = guard(
-        Litestar(
+        Litestar(  # type: ignore[arg-type]
             [_orders_handler({"scopes": "orders:write", "schema": Order})],
             plugins=[GuardPlugin()],
             logging_config=None,
@@ -193,7 +209,7 @@ async def test_plugin_reads_a_scope_string_as_the_jwt_rules_do() -> None:
         environ={},
     )
     body = {"content-type": "application/json"}
-    async with client_for(app) as client:
+    async with _client(app) as client:
         refused = await client.post(
             "/orders", content=b"{}", headers={**bearer("l-api", "orders:read"), **body}
         )
@@ -221,7 +237,7 @@ async def test_plugin_takes_the_storage_of_the_guard_config(redis_url: str) -> N
     statuses = []
     try:
         for index in range(4):
-            async with client_for(apps[index % 2], peer=f"203.0.113.{os.getpid() % 250}") as client:
+            async with _client(apps[index % 2], peer=f"203.0.113.{os.getpid() % 250}") as client:
                 statuses.append((await client.post("/orders")).status_code)
     finally:
         for plugin in plugins:
@@ -236,7 +252,7 @@ async def test_plugin_documents_security_and_request_body() -> None:
         plugins=[GuardPlugin()],
         logging_config=None,
     )
-    async with client_for(app) as client:
+    async with _client(app) as client:
         document = (await client.get("/schema/openapi.json")).json()
     assert document["components"]["securitySchemes"] == {
         "bearerAuth": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"}
@@ -262,7 +278,7 @@ async def test_plugin_documents_security_and_request_body() -> None:
     }
     assert "security" not in document["paths"]["/who"]["get"]
     # The default OpenAPI config is shared by every Litestar app: it is left untouched.
-    async with client_for(Litestar([who], logging_config=None)) as client:
+    async with _client(Litestar([who], logging_config=None)) as client:
         plain = (await client.get("/schema/openapi.json")).json()
     assert "securitySchemes" not in plain.get("components", {})
 
@@ -282,7 +298,7 @@ async def test_plugin_takes_a_pydantic_model_as_opt_schema() -> None:
         [_orders_handler({"schema": Basket})], plugins=[GuardPlugin()], logging_config=None
     )
     json = {"content-type": "application/json"}
-    async with client_for(app) as client:
+    async with _client(app) as client:
         ok = await client.post("/orders", content=b'{"lines": [{"sku": "a"}]}', headers=json)
         bad = await client.post("/orders", content=b'{"lines": [{"sku": ""}]}', headers=json)
         document = (await client.get("/schema/openapi.json")).json()
@@ -296,4 +312,35 @@ async def test_plugin_takes_a_pydantic_model_as_opt_schema() -> None:
         "minLength": 1,
         "title": "Sku",
         "type": "string",
+    }
+
+
+class Tree(msgspec.Struct):
+    name: str
+    children: list[Tree] = []
+
+
+def test_plugin_documents_json_schema_and_recursive_bodies() -> None:
+    """A JSON Schema in opt is documented as it is; a recursive type is inlined once, its
+    recursion left open ({}), so the document never refers to a missing component."""
+    schema = {"type": "object", "properties": {"n": {"type": "integer"}}, "required": ["n"]}
+
+    @post("/numbers", opt={"schema": schema}, sync_to_thread=False)
+    def numbers() -> None:
+        return None
+
+    @post("/trees", opt={"schema": Tree}, sync_to_thread=False)
+    def trees() -> None:
+        return None
+
+    app = Litestar([numbers, trees], plugins=[GuardPlugin()], logging_config=None)
+    paths = app.openapi_schema.to_schema()["paths"]
+    body = {
+        p: paths[p]["post"]["requestBody"]["content"]["application/json"]["schema"] for p in paths
+    }
+    assert body["/numbers"] == schema
+    assert body["/trees"]["properties"]["children"] == {
+        "type": "array",
+        "items": {},
+        "default": [],
     }
