@@ -73,8 +73,8 @@ def unique() -> str:
 async def test_concurrent_requests_admit_exactly_the_limit(
     limiter: Any, app: RecordingApp, storage: str, strategy: str
 ) -> None:
-    """100 concurrent requests on one key against 5/minute admit exactly 5."""
-    mw = limiter(app, limit="5/minute", storage=storage, strategy=strategy)
+    """100 concurrent requests on one key against 5/hour admit exactly 5."""
+    mw = limiter(app, limit="5/hour", storage=storage, strategy=strategy)
     client = f"198.51.100.{uuid.uuid4().int % 250}"
     key_scope = {"client": client}
     results = await asyncio.gather(
