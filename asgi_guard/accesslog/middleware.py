@@ -147,8 +147,14 @@ class AccessLogMiddleware(RecordWriter):
         if not enabled or self.logger.disabled:
             if self._rid_name is None:
                 await self.app(scope, receive, send)
-            else:
-                await self._ids_only(scope, receive, send)
+                return
+            # No record is wanted: the request id is still kept or made, echoed and shared.
+            send, rid = self._echo_id(scope, send)
+            token = request_id_var.set(rid)
+            try:
+                await self.app(scope, receive, send)
+            finally:
+                request_id_var.reset(token)
             return
         exchange = _Exchange(self, scope, send)
         # Matched now: a router inside may rewrite the scope's root_path before the record.
@@ -170,16 +176,15 @@ class AccessLogMiddleware(RecordWriter):
             exchange.finish()
             request_id_var.reset(token)
 
-    async def _ids_only(self, scope: Scope, receive: Receive, send: Send) -> None:
-        """No record is wanted: the request id is still kept or made, echoed and shared."""
+    def _echo_id(self, scope: Scope, send: Send) -> tuple[Send, str]:
+        """The request's id, stored in its request info, and a ``send`` that echoes it."""
         name = self._rid_name
         assert name is not None
         incoming = None
         for key, value in scope["headers"]:
             if key == name:
                 incoming = value
-        rid = self._ids(incoming)
-        request_info(scope).request_id = rid
+        rid = request_info(scope).request_id = self._ids(incoming)
         echo = ((name, rid.encode()),)
 
         def send_with_id(message: Message) -> Awaitable[None]:
@@ -187,11 +192,7 @@ class AccessLogMiddleware(RecordWriter):
                 append_headers(message, echo, unless=name)
             return send(message)
 
-        token = request_id_var.set(rid)
-        try:
-            await self.app(scope, receive, send_with_id)
-        finally:
-            request_id_var.reset(token)
+        return send_with_id, rid
 
 
 class _Exchange:
