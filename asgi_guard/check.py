@@ -265,10 +265,16 @@ def _first_hour_findings(cfg: GuardConfig) -> list[Finding]:
                 " server terminates TLS itself.",
             )
         )
-    if cfg.https is not None and cfg.https.host is None and cfg.https.allowed_hosts is None:
+    if (
+        cfg.https is not None
+        and cfg.https.host is None
+        and cfg.https.allowed_hosts is None
+        and cfg.hosts is None
+        and cfg.proxy is None  # behind a proxy, AG024 says it
+    ):
         found.append(
             Finding(
-                "AG024",
+                "AG025",
                 "warning",
                 "The HTTPS redirect goes to whatever Host the client sent.",
                 "Set https.allowed_hosts = ['api.example.com'] or https.host.",

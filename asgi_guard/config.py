@@ -2,11 +2,8 @@
 
 from __future__ import annotations
 
-import difflib
 import importlib
-import json
 import os
-import re
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
@@ -15,10 +12,12 @@ from typing import Any, Literal
 import msgspec
 
 from ._asgi import ASGIApp
+from ._teach import did_you_mean, env_value, struct_fields, teach
 from .errors import ConfigurationError
 
 __all__ = [
     "AccessLogConfig",
+    "ClaimLimit",
     "GuardConfig",
     "HTTPSConfig",
     "HeadersConfig",
@@ -72,11 +71,22 @@ class HTTPSConfig(_Section, frozen=True):
     """Keep the port of the request's Host in the redirect (one port for HTTP and HTTPS)."""
 
 
+class ClaimLimit(_Section, frozen=True):
+    """A limit chosen by a claim of the verified token, e.g. the caller's plan."""
+
+    claim: str
+    """The claim, e.g. "plan"."""
+    values: dict[str, str]
+    """Claim value -> limit, e.g. {free = "10/minute", pro = "1000/minute"}."""
+    default: str
+    """The limit of callers whose token lacks the claim or names another value."""
+
+
 class RateLimitConfig(_Section, frozen=True):
     """Rate limiting (:class:`~asgi_guard.RateLimitMiddleware`)."""
 
-    limit: str | None = None
-    """Default limit for routes without a rule, e.g. "100/minute"."""
+    limit: str | ClaimLimit | None = None
+    """Default limit for routes without a rule, e.g. "100/minute", or {claim, values, default}."""
     rules: dict[str, Any] = msgspec.field(default_factory=dict)
     """Route pattern -> limit, "exempt", or {limit, cost, group}."""
     strategy: Literal["sliding-window", "moving-window", "fixed-window"] = "sliding-window"
@@ -85,7 +95,7 @@ class RateLimitConfig(_Section, frozen=True):
     """A limits storage URI (memory://, redis://...)."""
     key: str = "ip"
     """ip, sub, claim:<name> or header:<name>; identity keys run after JWT authentication."""
-    identity_limit: str | None = None
+    identity_limit: str | ClaimLimit | None = None
     """A second default limit keyed by the JWT subject, applied after authentication."""
     headers: bool | Literal["legacy"] = True
     """IETF RateLimit headers; "legacy" adds X-RateLimit-*."""
@@ -149,6 +159,8 @@ class ValidationConfig(_Section, frozen=True):
     """Largest accepted body in bytes."""
     max_depth: int = 64
     """Deepest accepted JSON nesting."""
+    body_timeout: float | None = 10.0
+    """Seconds for receiving a whole body before 408 (None: no limit)."""
 
 
 class AccessLogConfig(_Section, frozen=True):
@@ -234,8 +246,8 @@ class RouteConfig(_Section, frozen=True):
     """Scopes a token must grant."""
     public: bool = False
     """No token needed."""
-    limit: str | None = None
-    """Rate limit of this route."""
+    limit: str | ClaimLimit | None = None
+    """Rate limit of this route, or {claim, values, default}."""
     cost: int = 1
     """Hits one request counts for."""
     schema: str | dict[str, Any] | None = None
@@ -295,32 +307,6 @@ def _read_file(path: Path) -> dict[str, Any]:
     return data
 
 
-def _did_you_mean(name: str, known: Any) -> str:
-    """`` (did you mean 'x'?)`` for a near miss among ``known``, else nothing."""
-    close = difflib.get_close_matches(name, list(known), n=1, cutoff=0.6)
-    return f" (did you mean {close[0]!r}?)" if close else ""
-
-
-def _env_value(name: str, value: str, kind: msgspec.inspect.Type) -> Any:
-    """A variable's value for an option of type ``kind``: JSON for lists and tables, or a
-    comma-separated list (``10.0.0.0/8,127.0.0.1``) for an option that is only a list."""
-    kinds = kind.types if isinstance(kind, msgspec.inspect.UnionType) else (kind,)
-    containers = (msgspec.inspect.ListType, msgspec.inspect.DictType, msgspec.inspect.AnyType)
-    if not any(isinstance(k, containers) for k in kinds):
-        return value  # str, int, bool, enum: msgspec converts the string (strict=False)
-    text = value.strip()
-    if text.startswith(("[", "{")):
-        try:
-            return json.loads(text)
-        except ValueError as exc:
-            raise ConfigurationError(name, f"is not valid JSON: {exc}") from None
-    if any(isinstance(k, msgspec.inspect.StrType) for k in kinds):
-        return value  # a string is one of the accepted forms: take it as it is
-    if any(isinstance(k, msgspec.inspect.ListType) for k in kinds):
-        return [item.strip() for item in text.split(",") if item.strip()]
-    return value
-
-
 def _apply_env(data: dict[str, Any], environ: Mapping[str, str]) -> dict[str, Any]:
     """ASGI_GUARD_<SECTION>__<OPTION>=value overrides (secrets stay out of files), and
     ASGI_GUARD_DEV for the local mode."""
@@ -333,67 +319,19 @@ def _apply_env(data: dict[str, Any], environ: Mapping[str, str]) -> dict[str, An
         section, _, option = name[len(_ENV_PREFIX) :].lower().partition("__")
         if section not in _SECTIONS:
             raise ConfigurationError(
-                name, f"unknown section {section!r}{_did_you_mean(section, _SECTIONS)}"
+                name, f"unknown section {section!r}{did_you_mean(section, _SECTIONS)}"
             )
-        fields = {f.name: f.type for f in _struct_info(_SECTIONS[section]).fields}
+        fields = struct_fields(_SECTIONS[section])
         if option not in fields:
             raise ConfigurationError(
                 name,
-                f"unknown option {option!r} of [{section}]{_did_you_mean(option, fields)}",
+                f"unknown option {option!r} of [{section}]{did_you_mean(option, fields)}",
             )
         target = data.setdefault(section, {})
         if not isinstance(target, dict):
             raise ConfigurationError(name, f"[{section}] is not a table")
-        target[option] = _env_value(name, value, fields[option])
+        target[option] = env_value(name, value, fields[option])
     return data
-
-
-def _struct_info(cls: type) -> msgspec.inspect.StructType:
-    info = msgspec.inspect.type_info(cls)
-    assert isinstance(info, msgspec.inspect.StructType)
-    return info
-
-
-def _type_at(where: str) -> msgspec.inspect.Type | None:
-    """The config type at an error path such as ``routes[0]`` or ``rate_limit.strategy``."""
-    kind: msgspec.inspect.Type = _struct_info(GuardConfig)
-    for part in [] if where == "config" else re.sub(r"\[\d+\]", "", where).split("."):
-        kind = _unwrap(kind)
-        if not isinstance(kind, msgspec.inspect.StructType):
-            return None
-        found = next((f.type for f in kind.fields if f.name == part), None)
-        if found is None:
-            return None
-        kind = found
-    return kind
-
-
-def _unwrap(kind: msgspec.inspect.Type) -> msgspec.inspect.Type:
-    """The struct or enum inside ``X | None`` and ``list[X]``."""
-    if isinstance(kind, msgspec.inspect.UnionType):
-        for member in kind.types:
-            if isinstance(member, (msgspec.inspect.StructType, msgspec.inspect.LiteralType)):
-                return member
-    if isinstance(kind, msgspec.inspect.ListType):
-        return _unwrap(kind.item_type)
-    return kind
-
-
-def _teach(where: str, message: str) -> str:
-    """A msgspec error message with what would have been accepted."""
-    unknown = re.fullmatch(r"Object contains unknown field `(.+)`", message)
-    raw = _type_at(where)
-    kind = None if raw is None else _unwrap(raw)
-    if unknown and isinstance(kind, msgspec.inspect.StructType):
-        return message + _did_you_mean(unknown[1], (f.name for f in kind.fields))
-    if message.startswith("Invalid enum value") and isinstance(kind, msgspec.inspect.LiteralType):
-        accepted = [repr(v) for v in kind.values]
-        if isinstance(raw, msgspec.inspect.UnionType) and any(
-            isinstance(k, msgspec.inspect.BoolType) for k in raw.types
-        ):
-            accepted += ["true", "false"]
-        return f"{message}; accepted: {', '.join(accepted)}"
-    return message
 
 
 def load_config(
@@ -422,7 +360,7 @@ def load_config(
     except msgspec.ValidationError as exc:
         message, _, where = str(exc).partition(" - at `")
         where = where.rstrip("`").removeprefix("$").lstrip(".") or "config"
-        raise ConfigurationError(where, _teach(where, message)) from None
+        raise ConfigurationError(where, teach(GuardConfig, where, message)) from None
 
 
 def resolve(reference: str, where: str) -> Any:
@@ -445,6 +383,34 @@ def _schema(value: Any, where: str) -> Any:
 
 def _identity_key(key: str) -> bool:
     return key == "sub" or key.startswith("claim:")
+
+
+def _builtin(value: Any) -> Any:
+    """A limit option as the layer takes it: a string, or a dict for a :class:`ClaimLimit`."""
+    return msgspec.to_builtins(value) if isinstance(value, msgspec.Struct) else value
+
+
+def _no_claim_limit_before_jwt(
+    limit: Any, rules: dict[str, Any], routes: list[RouteConfig]
+) -> None:
+    """Refuse a claim-chosen limit in the IP-keyed layer, which runs before JWT: no verified
+    claim exists there, so every caller would silently get the default."""
+    from .ratelimit import is_claim_limit
+
+    found = "rate_limit.limit" if is_claim_limit(limit) else None
+    for pattern, value in rules.items():
+        if found is None and (
+            is_claim_limit(value)
+            or (isinstance(value, dict) and is_claim_limit(value.get("limit")))
+        ):
+            index = next((i for i, r in enumerate(routes) if r.path == pattern), None)
+            found = f"rate_limit.rules[{pattern!r}]" if index is None else f"routes[{index}].limit"
+    if found is not None:
+        raise ConfigurationError(
+            found,
+            "a limit chosen by a claim needs the verified token: the IP-keyed limit runs before"
+            ' JWT. Use key = "sub" (or "claim:<name>"), or put it in identity_limit',
+        )
 
 
 def _options(section: _Section) -> dict[str, Any]:
@@ -484,7 +450,7 @@ def guard(
     from .jwt import JWTAuthMiddleware
     from .metrics import AppTimer, MetricsMiddleware
     from .proxy import ProxyHeadersMiddleware
-    from .ratelimit import RateLimitMiddleware, _parse_limit
+    from .ratelimit import RateLimitMiddleware, policy_of
     from .routes import parse_pattern
     from .validation import ValidationMiddleware
 
@@ -518,9 +484,10 @@ def guard(
         if route.limit is not None:
             if cfg.rate_limit is None:
                 raise ConfigurationError(f"{where}.limit", "needs a [rate_limit] section")
-            _parse_limit(f"{where}.limit", route.limit)
+            route_limit = _builtin(route.limit)
+            policy_of(f"{where}.limit", route_limit, "", route.cost)
             limit_rules[route.path] = (
-                {"limit": route.limit, "cost": route.cost} if route.cost != 1 else route.limit
+                {"limit": route_limit, "cost": route.cost} if route.cost != 1 else route_limit
             )
         if route.schema is not None:
             if cfg.validation is None:
@@ -564,16 +531,18 @@ def guard(
         common = _options(rl)
         for own in ("limit", "rules", "key", "identity_limit"):
             del common[own]
+        limit, identity_limit = _builtin(rl.limit), _builtin(rl.identity_limit)
         if _identity_key(rl.key):
             if rl.identity_limit is not None:
                 raise ConfigurationError(
                     "rate_limit.identity_limit", "with an identity key, use limit"
                 )
-            identity_limits = {"limit": rl.limit, "rules": limit_rules, "key": rl.key, **common}
+            identity_limits = {"limit": limit, "rules": limit_rules, "key": rl.key, **common}
         else:
-            ip_limits = {"limit": rl.limit, "rules": limit_rules, "key": rl.key, **common}
+            _no_claim_limit_before_jwt(limit, limit_rules, cfg.routes)
+            ip_limits = {"limit": limit, "rules": limit_rules, "key": rl.key, **common}
             if rl.identity_limit is not None:
-                identity_limits = {"limit": rl.identity_limit, "rules": {}, "key": "sub", **common}
+                identity_limits = {"limit": identity_limit, "rules": {}, "key": "sub", **common}
         if identity_limits is not None:
             if cfg.jwt is None:
                 raise ConfigurationError(

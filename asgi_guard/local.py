@@ -22,8 +22,9 @@ _LOCAL_HOSTS: Final = ("localhost", "127.0.0.1")
 
 
 def local_mode(cfg: GuardConfig) -> GuardConfig:
-    """``cfg`` for a local server: loopback is a trusted proxy, HSTS is off, redirects keep the
-    port the client used and may point to ``localhost`` or ``127.0.0.1``."""
+    """``cfg`` for a local server: loopback is a trusted proxy, HSTS is off, redirects may point
+    to ``localhost`` or ``127.0.0.1`` and keep the port the client used (or go to
+    ``https.https_port`` when one is set)."""
     proxy = cfg.proxy or ProxyConfig()
     trusted = [*proxy.trusted, *(a for a in LOOPBACK if a not in proxy.trusted)]
     changes: dict[str, object] = {"proxy": msgspec.structs.replace(proxy, trusted=trusted)}
@@ -40,6 +41,7 @@ def local_mode(cfg: GuardConfig) -> GuardConfig:
             hsts_preload=False,
             host=None,
             allowed_hosts=allowed,
-            keep_port=True,
+            # The client's port, unless an HTTPS port of its own is configured.
+            keep_port=cfg.https.https_port == 443,
         )
     return msgspec.structs.replace(cfg, **changes)

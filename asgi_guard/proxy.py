@@ -239,10 +239,9 @@ class ProxyHeadersMiddleware:
         kind = scope["type"]
         if kind == "http" or kind == "websocket":
             client = scope.get("client")
-            if (
-                self._classify(client[0]) == _TRUSTED
-                if client and client[0]
-                else self._unix and self._trusted.unix_peer(scope)
+            # A peer with no address ("" classifies as invalid) may be a trusted unix socket.
+            if (client and self._classify(client[0]) == _TRUSTED) or (
+                self._unix and not (client and client[0]) and self._trusted.unix_peer(scope)
             ):
                 if self.mode == "x-forwarded":
                     self._x_forwarded(scope, kind)

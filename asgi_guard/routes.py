@@ -29,7 +29,7 @@ from collections.abc import Iterable, Mapping, MutableMapping
 from typing import Any, Final, Generic, TypeVar
 
 from .errors import ConfigurationError
-from .target import route_path
+from .target import TargetError, route_path
 
 __all__ = ["RouteTable", "parse_pattern"]
 
@@ -241,15 +241,38 @@ class RouteTable(Generic[T]):
         all read as the guard would (:func:`~asgi_guard.target.route_path`).
         """
         path: str = scope["path"]
-        if scope.get("root_path"):
-            path = route_path(scope)
+        root: str | None = scope.get("root_path")
+        if root:
+            # route_path()'s common case, inline: root_path prefixing the path. An exact path
+            # under a root_path adds 5,036 instructions a lookup (benchmarks.instructions,
+            # routes), against 13,515 calling route_path() here and 7,035 before the check.
+            end = len(root)
+            if path.startswith(root) and (len(path) == end or path[end] == "/") and end > 1:
+                path = path[end:] or "/"
+            else:
+                path = route_path(scope)
         method: str = scope.get("method", "GET")
         exact = self._static.get(path)
-        if exact is not None and method in exact:
+        if exact is not None:
             # match()'s first case, inline: this runs on every request. A static pattern's
             # path is canonical, so route_path() could not have changed or refused it.
-            return exact[method]
+            if method in exact:
+                return exact[method]
+            if _ANY in exact:
+                return exact[_ANY]
         return self.match(method, route_path(scope))
+
+    def match_scope_or_none(self, scope: MutableMapping[str, Any]) -> T | None:
+        """:meth:`match_scope`, but None for a target it would refuse.
+
+        For a layer whose routes only relax or label something (an exemption, a quiet log
+        route, per-route headers, a metric's route): read as no route, an unreadable target
+        gets the layer's default and never the exception.
+        """
+        try:
+            return self.match_scope(scope)
+        except TargetError:
+            return None
 
     def _walk(
         self, node: _Node[T], parts: list[str], index: int, method: str

@@ -160,12 +160,29 @@ def routes() -> Group:
     async def param() -> None:
         table.match("GET", "/r42/17")
 
+    # What the layers call: the scope's path, relative to root_path, as the frameworks read it.
+    exact_scope = {"type": "http", "method": "GET", "path": "/items", "root_path": ""}
+    param_scope = {"type": "http", "method": "GET", "path": "/r42/17", "root_path": ""}
+    rooted_scope = {"type": "http", "method": "GET", "path": "/api/items", "root_path": "/api"}
+
+    async def exact_from_scope() -> None:
+        table.match_scope(exact_scope)
+
+    async def param_from_scope() -> None:
+        table.match_scope(param_scope)
+
+    async def exact_under_root_path() -> None:
+        table.match_scope(rooted_scope)
+
     return Group(
         "routes",
         [
             Case("empty coroutine", call=empty_coroutine),
             Case("exact path", call=exact),
             Case("one-parameter path", call=param),
+            Case("exact path, from a scope", call=exact_from_scope),
+            Case("one-parameter path, from a scope", call=param_from_scope),
+            Case("exact path under a root_path, from a scope", call=exact_under_root_path),
         ],
         "Route-table lookups among 101 patterns (overhead = cost of a lookup).",
     )
@@ -831,6 +848,15 @@ def _headers_groups() -> list[Group]:
     from .headers import build  # imports this module: loaded only when run
 
     return build()
+
+
+def _ratelimit_decisions() -> Group:
+    from .ratelimit_redis import ratelimit_decisions  # starts a redis-server: only when run
+
+    return ratelimit_decisions()
+
+
+BUILDERS.append((("decision:ratelimit",), _ratelimit_decisions))
 
 
 def build_groups(only: list[str] | None = None) -> list[Group]:

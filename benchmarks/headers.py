@@ -13,10 +13,11 @@ from .harness import Case, Group, Scope
 def with_host(host: bytes) -> Any:
     """Fresh scopes whose only Host is ``host``."""
     make = scope_factory()
+    headers = [(b"host", host), *HEADERS[1:]]
 
     def scope() -> Scope:
         made = make()
-        made["headers"] = [(b"host", host), *HEADERS[1:]]
+        made["headers"] = headers
         return made
 
     return scope

@@ -1,6 +1,7 @@
-"""Litestar: global layers around the app object, per-handler policies through ``opt``.
+"""Litestar: the guard around the app object, per-handler policies through ``opt``.
 
-Run: ``uvicorn examples.litestar_app:app``.
+Run: ``asgi-guard serve examples.litestar_app:litestar_app --config guard.toml``, or
+``uvicorn examples.litestar_app:app --no-proxy-headers``.
 """
 
 from __future__ import annotations
@@ -10,12 +11,20 @@ from typing import Annotated, Any
 import msgspec
 from litestar import Litestar, Request, get, post
 from litestar.di import NamedDependency, Provide
-from litestar.middleware import DefineMiddleware
 
-from asgi_guard import AccessLogMiddleware, AuthenticatedUser, JWTAuthMiddleware
-from asgi_guard.integrations.litestar import HandlerPolicies, provide_user, provide_validated_body
+from asgi_guard import AuthenticatedUser, guard
+from asgi_guard.integrations.litestar import GuardPlugin, provide_user, provide_validated_body
 
-SECRET = "development-only-secret-32-bytes!!"
+CONFIG: dict[str, Any] = {
+    "access_log": {},
+    "rate_limit": {"limit": "100/minute"},  # its storage and key are the handlers' too
+    "jwt": {
+        "secret": "development-only-secret-32-bytes!!",
+        "issuer": "https://issuer.example",
+        "audience": "tasks-api",
+        "rules": {"/health": "public", "/schema/{rest:path}": "public"},
+    },
+}
 
 
 class NewTask(msgspec.Struct, forbid_unknown_fields=True):
@@ -34,7 +43,8 @@ def me(request: Request[Any, Any, Any]) -> dict[str, Any]:
 
 @post(
     "/tasks",
-    opt={"scopes": ["tasks:write"], "limit": "3/minute", "schema": NewTask},
+    # Checked when the app is created; "tasks:write" is one scope, as in the JWT rules.
+    opt={"scopes": "tasks:write", "limit": "3/minute", "schema": NewTask},
     dependencies={
         "user": Provide(provide_user, sync_to_thread=False),
         "task": Provide(provide_validated_body, sync_to_thread=False),
@@ -49,17 +59,9 @@ def create_task(
 
 litestar_app = Litestar(
     route_handlers=[health, me, create_task],
-    middleware=[DefineMiddleware(HandlerPolicies)],
+    plugins=[GuardPlugin(CONFIG, environ={})],
     logging_config=None,
 )
-# Litestar runs its middleware after routing: authentication for every route goes around the
-# app object, so unknown paths and 404s are covered too.
-app = AccessLogMiddleware(
-    JWTAuthMiddleware(
-        litestar_app,
-        secret=SECRET,
-        issuer="https://issuer.example",
-        audience="tasks-api",
-        rules={"/health": "public", "/schema/{rest:path}": "public"},
-    )
-)
+# Litestar runs its middleware after routing: the global layers go around the app object, so
+# unknown paths and 404s are covered too.
+app = guard(litestar_app, CONFIG, environ={})

@@ -107,6 +107,7 @@ class JWKSServer:
         self.redirect_to: str | None = None
         self.content_encoding: str | None = None
         self.trickle = 0.0
+        self.jwks_uri: str | None = None
         self.hang = False
         self.hits: dict[str, int] = {}
         self.closed = threading.Event()
@@ -122,7 +123,7 @@ class JWKSServer:
                     return
                 if self.path == "/.well-known/openid-configuration":
                     body = json.dumps(
-                        {"issuer": server.url, "jwks_uri": server.url + "/jwks"}
+                        {"issuer": server.url, "jwks_uri": server.jwks_uri or server.url + "/jwks"}
                     ).encode()
                 elif server.redirect_to is not None:
                     self.send_response(302)

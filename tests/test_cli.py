@@ -6,6 +6,7 @@ import contextlib
 import json
 import os
 import re
+import ssl
 import subprocess
 import sys
 import threading
@@ -98,7 +99,7 @@ def test_check_command(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> No
     assert out.splitlines()[-1] == "8 finding(s), 3 error(s)"
     good = tmp_path / "good.toml"
     good.write_text(
-        '[proxy]\n[hosts]\nallowed = ["api.example.com"]\n[access_log]\n[https]\nhost = "api.example.com"\n[rate_limit]\nlimit = "10/second"\n[validation]\n'
+        '[proxy]\n[hosts]\nallowed = ["api.example.com"]\n[access_log]\n[https]\n[rate_limit]\nlimit = "10/second"\n[validation]\n'
         '[jwt]\nsecret = "0123456789abcdef0123456789abcdef"\nissuer = "i"\naudience = "a"\n'
     )
     assert run(capsys, "check", "--config", str(good)) == (0, "0 finding(s), 0 error(s)\n", "")
@@ -112,7 +113,7 @@ def test_check_bad_config_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixt
     code, _, err = run(capsys, "check", "--config", str(path))
     assert (code, err) == (
         2,
-        "asgi-guard: error: routes[0].limit: Expected `str | null`, got `int`\n",
+        "asgi-guard: error: routes[0].limit: Expected `str | object | null`, got `int`\n",
     )
 
 
@@ -147,7 +148,7 @@ def _wait_for(url: str, proc: subprocess.Popen[bytes] | None = None, timeout: fl
         if proc is not None and proc.poll() is not None:
             raise AssertionError(f"server exited with {proc.returncode}")
         try:
-            httpx.get(url, timeout=0.5)
+            httpx.get(url, timeout=0.5, verify=False)  # a probe: only whether it answers
             return
         except httpx.TransportError:
             time.sleep(0.1)
@@ -492,6 +493,11 @@ def test_token_with_a_secret_and_a_config(
     user = _verify(out.strip(), secret=secret, issuer="https://id.example", audience="api-1")
     assert (user.sub, user.claims["aud"]) == ("carol", "api-1")
 
+    for short in ("", "s" * 31):
+        assert run(capsys, "token", "--sub", "c", "--secret", short)[2] == (
+            "asgi-guard: error: the secret is shorter than 32 bytes; use 32 or more random bytes\n"
+        )
+
     config.write_text("[proxy]\n")
     monkeypatch.delenv("ASGI_GUARD_JWT__SECRET")
     assert run(capsys, "token", "--sub", "c", "--config", str(config))[2] == (
@@ -508,11 +514,18 @@ def test_token_help_shows_the_defaults(capsys: pytest.CaptureFixture[str]) -> No
         assert text in out
 
 
+def in_folder(folder: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Run an in-process serve from ``folder``; what it sets (environment, sys.path) is undone."""
+    monkeypatch.chdir(folder)
+    monkeypatch.setattr(os, "environ", os.environ.copy())
+    monkeypatch.setattr(sys, "path", list(sys.path))
+
+
 def test_serve_refuses_what_check_calls_an_error(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """serve --workers 2 with memory storage prints check's error and does not start."""
-    monkeypatch.chdir(tmp_path)
+    in_folder(tmp_path, monkeypatch)
     (tmp_path / "guard.toml").write_text('[rate_limit]\nlimit = "5/second"\n')
     code, out, err = run(capsys, "serve", "tests.conftest:RecordingApp", "--workers", "2")
     assert (code, out) == (2, "")
@@ -544,7 +557,7 @@ def test_serve_checks_uvicorn_options_first(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """Options for uvicorn are checked by uvicorn's parser before anything starts."""
-    monkeypatch.chdir(tmp_path)
+    in_folder(tmp_path, monkeypatch)
     (tmp_path / "guard.toml").write_text("[proxy]\n")
     code, _, err = run(capsys, "serve", "tests.conftest:RecordingApp", *extra)
     assert code == 2
@@ -556,7 +569,7 @@ def test_serve_without_a_config_says_where_it_looked(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """With no --config, no guard.toml and no [tool.asgi-guard], serve names what it wants."""
-    monkeypatch.chdir(tmp_path)
+    in_folder(tmp_path, monkeypatch)
     (tmp_path / "pyproject.toml").write_text("[project]\nname = 'x'\n")
     assert run(capsys, "serve", "tests.conftest:RecordingApp")[2] == (
         "asgi-guard: error: no config: give --config FILE, or add guard.toml or"
@@ -590,3 +603,110 @@ def test_serve_is_a_drop_in_for_uvicorn(tmp_path: Path) -> None:
         answer = httpx.get(f"http://127.0.0.1:{port}/x", headers={"x-forwarded-for": "192.0.2.9"})
     assert (answer.status_code, answer.text) == (200, "/api 192.0.2.9")
     assert answer.headers["ratelimit-policy"] == '"1000-per-1s";q=1000;w=1'
+
+
+def _self_signed(folder: Path) -> tuple[Path, Path]:
+    """A certificate for 127.0.0.1 and its key, as mkcert would make for a laptop."""
+    import datetime
+    import ipaddress
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
+    now = datetime.datetime.now(datetime.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=1))
+        .not_valid_after(now + datetime.timedelta(hours=1))
+        .add_extension(
+            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
+            critical=False,
+        )
+        .sign(key, hashes.SHA256())
+    )
+    cert_file, key_file = folder / "cert.pem", folder / "key.pem"
+    cert_file.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_file.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    return cert_file, key_file
+
+
+def test_serve_dev_over_tls_for_a_browser(tmp_path: Path) -> None:
+    """serve --dev with uvicorn's --ssl-* options: the page a browser opens is served over
+    https on the same port, with HSTS max-age=0 (nothing to unlearn for localhost later)."""
+    cert_file, key_file = _self_signed(tmp_path)
+    (tmp_path / "docs_app.py").write_text(
+        "async def app(scope, receive, send):\n"
+        "    assert scope['type'] == 'http'\n"
+        "    await send({'type': 'http.response.start', 'status': 200, 'headers': []})\n"
+        "    await send({'type': 'http.response.body', 'body': scope['scheme'].encode()})\n"
+    )
+    (tmp_path / "guard.toml").write_text(
+        '[proxy]\ntrusted = ["10.0.0.0/8"]\n[https]\nallowed_hosts = ["api.example.com"]\n'
+    )
+    port = free_port()
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent)}
+    argv = [
+        *(sys.executable, "-m", "asgi_guard", "serve", "docs_app:app", "--dev"),
+        *("--port", str(port), "--log-level", "warning"),
+        *("--ssl-certfile", str(cert_file), "--ssl-keyfile", str(key_file)),
+    ]
+    with (
+        serving(argv, tmp_path, env, f"https://127.0.0.1:{port}/"),
+        httpx.Client(verify=ssl.create_default_context(cafile=str(cert_file))) as client,
+    ):
+        page = client.get(f"https://127.0.0.1:{port}/docs")
+    assert (page.status_code, page.text) == (200, "https")
+    assert page.headers["strict-transport-security"] == "max-age=0"
+
+
+def test_check_finds_the_config_and_the_app_in_the_folder(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """check reads ./guard.toml when no --config is given, imports --app from the current
+    folder as serve does, and says where it looked when there is no config."""
+    in_folder(tmp_path, monkeypatch)
+    assert run(capsys, "check")[2].startswith("asgi-guard: error: no config: give --config FILE")
+    (tmp_path / "guard.toml").write_text(
+        '[jwt]\nsecret = "' + "s" * 32 + '"\nrules = {"/nowhere" = "public"}\n'
+    )
+    (tmp_path / "routes_app.py").write_text(
+        "from starlette.applications import Starlette\n"
+        "from starlette.responses import PlainTextResponse\n"
+        "from starlette.routing import Route\n\n"
+        "async def home(request):\n    return PlainTextResponse('hi')\n\n"
+        "app = Starlette(routes=[Route('/home', home)])\n"
+    )
+    code, out, _ = run(capsys, "check", "--app", "routes_app:app")
+    assert code == 1
+    assert "AG030 [error] jwt.rules: '/nowhere' matches no route of the app" in out
+
+
+def test_an_unexpected_error_is_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Even an error nobody foresaw is one line and exit 2, not a traceback."""
+    import asgi_guard.devkeys
+
+    def broken() -> dict[str, Any]:
+        raise RuntimeError("entropy ran out")
+
+    monkeypatch.setattr(asgi_guard.devkeys, "generate_keys", broken)
+    assert run(capsys, "keys", "--out", str(tmp_path / "k.json")) == (
+        2,
+        "",
+        "asgi-guard: error: unexpected RuntimeError: entropy ran out\n",
+    )

@@ -131,7 +131,8 @@ async def test_routes_kept_out_of_the_access_log(caplog: pytest.LogCaptureFixtur
         for path in ("/health", "/metrics", "/items"):
             assert (await client.get(path)).status_code == 200
     assert app.calls == 3
-    paths = [orjson.loads(r.getMessage())["path"] for r in caplog.records]
+    records = [r for r in caplog.records if r.name == "test.config.access"]
+    paths = [orjson.loads(r.getMessage())["path"] for r in records]
     assert paths == ["/items"]
 
 
@@ -184,7 +185,7 @@ def test_environment_supplies_secrets(tmp_path: Path) -> None:
         (
             {"routes": [{"path": "/a", "limit": 5}]},
             {},
-            "routes[0].limit: Expected `str | null`, got `int`",
+            "routes[0].limit: Expected `str | object | null`, got `int`",
         ),
         ({"https": {"hsts_max_age": "long"}}, {}, "https.hsts_max_age: Expected `int`, got `str`"),
         ({"https": {"hsts_maxage": 1}}, {}, "https: Object contains unknown field `hsts_maxage`"),
@@ -305,6 +306,7 @@ def test_check_clean_config() -> None:
         ({"validation": {"max_body_size": 50 * 1024 * 1024}}, "AG013", "warning"),
         ({"access_log": None}, "AG014", "warning"),
         ({"access_log": {"exclude": ["/health"]}}, "AG015", "warning"),
+        ({"hosts": None, "https": {"exempt": ["/health"]}}, "AG024", "warning"),
         (
             {"access_log": {}, "routes": [{"path": "GET /oauth/authorize", "log": False}]},
             "AG015",
@@ -512,13 +514,19 @@ def test_check_refuses_what_guard_refuses() -> None:
         ),
         ({"jwt": {**FULL["jwt"], "jwks": KEYS}}, "AG022", "error"),
         ({"proxy": None}, "AG023", "warning"),
-        ({"https": {"exempt": ["/health"]}}, "AG024", "warning"),
     ],
 )
 def test_check_first_hour_findings(change: dict[str, Any], code: str, level: str) -> None:
     """Settings that work on a laptop but not in production are each one finding."""
     config = {k: v for k, v in {**FULL, **change}.items() if v is not None}
     assert [(f.code, f.level) for f in check(config, environ={})] == [(code, level)]
+
+
+def test_check_redirect_to_any_host() -> None:
+    """Without a proxy (AG024's case) or any host list, the redirect follows the client's Host."""
+    config = {**{k: v for k, v in FULL.items() if k not in ("proxy", "hosts")}, "https": {}}
+    assert codes(config) == ["AG023", "AG025"]
+    assert codes({**config, "https": {"host": "api.example.com"}}) == ["AG023"]
 
 
 def test_check_finds_a_private_key_file(tmp_path: Path) -> None:
@@ -529,3 +537,23 @@ def test_check_finds_a_private_key_file(tmp_path: Path) -> None:
     public.write_text(orjson.dumps(public_jwks(KEYS)).decode())
     for path, found in [(private, ["AG022"]), (public, [])]:
         assert codes({**FULL, "jwt": {**FULL["jwt"], "jwks": str(path)}}) == found
+
+
+async def test_local_mode_keeps_a_configured_https_port() -> None:
+    """With https.https_port set, the local mode redirects there rather than to the client's port."""
+    config = {"dev": True, "https": {"https_port": 8443}}
+    async with client_for(
+        guard(RecordingApp(), config, environ={}), base_url="http://localhost:8000"
+    ) as client:
+        assert (await client.get("/a")).headers["location"] == "https://localhost:8443/a"
+
+
+def test_teaching_leaves_other_messages_alone() -> None:
+    """A path that is no config option, or an option of no struct, keeps msgspec's message;
+    a table option given a plain string from the environment is msgspec's to refuse."""
+    from asgi_guard._teach import teach
+
+    for where in ("jwt.issuer.x", "jwt.nothing", "routes[0].nope"):
+        assert teach(GuardConfig, where, "Invalid enum value 'x'") == "Invalid enum value 'x'"
+    with pytest.raises(ConfigurationError, match=r"^jwt\.rules: Expected `object`, got `str`$"):
+        load_config({}, environ={"ASGI_GUARD_JWT__RULES": "public"})

@@ -198,6 +198,17 @@ async def test_bad_encodings_are_refused(
     assert messages(caplog) == [f"JWKS fetch failed: {reason}"]
 
 
+async def test_discovery_naming_a_non_http_jwks_uri_is_refused(
+    app: RecordingApp, keys: Keys, server: JWKSServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A discovery document pointing jwks_uri at file:// (or any non-http scheme) is refused."""
+    server.jwks_uri = "file:///etc/passwd"
+    mw, _ = make(app, server, discovery=True)
+    with caplog.at_level(logging.WARNING, "asgi_guard.jwt"):
+        assert await status(mw, mint(keys.rsa, iss=server.url)) == (503, "jwt.keys_unavailable")
+    assert messages(caplog) == ["JWKS fetch failed: ValueError: key URL must be http(s)"]
+
+
 # -- the unknown-kid cooldown counts unknown-kid refetches only ------------------------------
 
 

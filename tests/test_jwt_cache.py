@@ -131,13 +131,32 @@ async def test_bytes_follow_removals(app: RecordingApp) -> None:
     assert (len(mw._cache), mw._cache.bytes) == (0, 0)
 
 
+def test_store_edges() -> None:
+    """An entry over the whole budget is not stored; storing a digest again replaces it."""
+    from asgi_guard.jwt.cache import TokenCache
+    from asgi_guard.jwt.user import AuthenticatedUser
+
+    user = AuthenticatedUser("a", frozenset(), {"sub": "a", "exp": NOW + 60})
+    tiny = TokenCache(10, max_bytes=100)
+    tiny.store(b"d" * 32, 100, user, None, NOW)
+    assert (len(tiny), tiny.bytes) == (0, 0)
+    cache = TokenCache(10)
+    cache.store(b"d" * 32, 100, user, None, NOW)
+    once = cache.bytes
+    cache.store(b"d" * 32, 100, user, "k", NOW)  # two concurrent misses of one token
+    assert (len(cache), cache.bytes) == (1, once)
+    assert cache.lookup(b"d" * 32, NOW, 0) is user
+
+
 def test_deep_size_counts_nested_values() -> None:
     """deep_size sums every object of a decoded JSON tree, containers and leaves."""
     import sys
 
-    value = {"a": ["xy", 1, 2.5, {"b": None}], "c": frozenset({"s"})}
-    parts = [value, "a", value["a"], "xy", 1, 2.5, value["a"][3], "b", None, "c"]
-    parts += [value["c"], "s"]
+    inner: dict[str, Any] = {"b": None}
+    items: list[Any] = ["xy", 1, 2.5, inner]
+    scopes = frozenset({"s"})
+    value = {"a": items, "c": scopes}
+    parts = [value, "a", items, "xy", 1, 2.5, inner, "b", None, "c", scopes, "s"]
     assert deep_size(value) == sum(sys.getsizeof(part) for part in parts)
 
 

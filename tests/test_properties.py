@@ -187,7 +187,7 @@ def test_nesting_scan_matches_the_real_depth(value: object, limit: int) -> None:
     brackets inside strings (escaped quotes included) never counting."""
     import orjson
 
-    from asgi_guard.validation import _too_deep
+    from asgi_guard.validation.body import too_deep as _too_deep
 
     assert _too_deep(orjson.dumps(value), limit) is (_depth(value) > limit)
 

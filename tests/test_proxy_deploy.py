@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -116,6 +120,36 @@ async def test_unix_path_trusts_only_that_socket(tmp_path: Path) -> None:
         ):
             statuses.append((await client.get("/whoami", headers=NGINX_HTTPS)).status_code)
     assert statuses == [200, 308]
+
+
+def test_asgi_guard_serve_on_a_unix_socket(tmp_path: Path) -> None:
+    """The documented `asgi-guard serve ... --uds` trusts nginx on the socket with "unix"."""
+    (tmp_path / "myapi.py").write_text(
+        "async def app(scope, receive, send):\n"
+        '    body = f\'{scope["client"][0]} {scope["scheme"]}\'.encode()\n'
+        "    await send({'type': 'http.response.start', 'status': 200, 'headers': []})\n"
+        "    await send({'type': 'http.response.body', 'body': body})\n"
+    )
+    (tmp_path / "guard.toml").write_text('[proxy]\ntrusted = ["unix"]\n\n[https]\n')
+    path = str(tmp_path / "app.sock")
+    command = [sys.executable, "-m", "asgi_guard", "serve", "myapi:app", "--uds", path]
+    server = subprocess.Popen(
+        command, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    try:
+        for _ in range(300):
+            if os.path.exists(path) or server.poll() is not None:
+                break
+            time.sleep(0.05)
+        transport = httpx.HTTPTransport(uds=path)
+        with httpx.Client(transport=transport, base_url="http://app.example") as client:
+            served = client.get("/orders", headers=NGINX_HTTPS)
+            plain = client.get("/orders")
+    finally:
+        server.terminate()
+        server.wait(timeout=10)
+    assert (served.status_code, served.text) == (200, f"{CLIENT} https")
+    assert (plain.status_code, plain.headers["location"]) == (308, "https://app.example/orders")
 
 
 # -- websockets, behind Traefik ----------------------------------------------------------

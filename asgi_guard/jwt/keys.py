@@ -18,7 +18,7 @@ import orjson
 from joserfc.jwk import ECKey, Key, OctKey, OKPKey, RSAKey
 
 from ..errors import ConfigurationError
-from .fetch import get_bounded
+from .fetch import get_bounded, tls_context
 
 __all__ = ["ALG_FAMILY", "MAX_KIDLESS_KEYS", "KeyStore", "RemoteKeys", "VerifyKey", "load_jwks"]
 
@@ -211,6 +211,7 @@ class RemoteKeys:
                 "jwks_url", "remote keys need httpx: pip install 'asgi-guard[remote]'"
             ) from None
         self._httpx = httpx
+        self._tls = tls_context()
         self.jwks_url = jwks_url
         self.discovery_url = discovery_url
         self.timeout = timeout
@@ -235,7 +236,9 @@ class RemoteKeys:
             # server trickling one byte a second would otherwise never time out.
             async with (
                 asyncio.timeout(self.timeout),
-                self._httpx.AsyncClient(timeout=self.timeout, follow_redirects=False) as client,
+                self._httpx.AsyncClient(
+                    timeout=self.timeout, follow_redirects=False, verify=self._tls
+                ) as client,
             ):
                 url = self.jwks_url
                 if url is None:

@@ -9,15 +9,20 @@ Concurrency to the storage is bounded by the layer: at most ``max_connections`` 
 flight per process (32 unless the URI says ``?max_connections=N``) and the others wait their
 turn; the client's pool is sized to match, so it never refuses a connection under a burst.
 
-``storage_timeout`` measures the storage, not the event loop: a call fails when it has held a
-connection that long without an answer, or has queued that long while no call got an answer.
-Its check runs one loop iteration after its timer, so replies that arrived during a stalled
-iteration are read first.
+``storage_timeout`` measures the storage, not the event loop. While calls are pending, a
+heartbeat every 10 ms measures how much of each interval the loop was busy: the CPU time its
+thread used, or how late the heartbeat ran if that is more (a stalled or descheduled loop).
+That time is not counted. A call fails when it has waited ``storage_timeout`` of the rest and
+no call has had an answer from the storage in that time. The check runs one iteration after its
+timer, so replies read during a stalled iteration count first.
+A socket timeout of ten timeouts (at least 5 s) bounds a call that a single hung node of a
+cluster keeps waiting while the other nodes answer.
 """
 
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Sequence
 from typing import Any, Final
 from urllib.parse import unquote, urlsplit
@@ -27,6 +32,7 @@ from .windows import FIXED, MOVING, SLIDING, figures
 __all__ = ["RedisCounters"]
 
 DEFAULT_CONNECTIONS: Final = 32
+_BEAT: Final = 0.01
 
 _IDIV: Final = """
 local function idiv(a, b)
@@ -128,7 +134,7 @@ return out
 }
 
 
-def _client(uri: str, connections: int) -> Any:
+def _client(uri: str, connections: int, hard: float) -> Any:
     """A redis-py asyncio client for a limits-style URI: ``redis://``, ``rediss://``,
     ``redis+unix://`` or ``redis+cluster://host:port,host:port``."""
     from redis.asyncio import Redis, RedisCluster
@@ -151,12 +157,16 @@ def _client(uri: str, connections: int) -> Any:
             password=unquote(password) or None,
             ssl=scheme.startswith("rediss"),
             max_connections=connections,
+            socket_timeout=hard,
+            socket_connect_timeout=hard,
         )
     if scheme == "redis+unix":
         uri = "unix://" + rest
     elif scheme not in ("redis", "rediss"):
         raise ValueError(scheme)
-    return Redis.from_url(uri, max_connections=connections)
+    return Redis.from_url(
+        uri, max_connections=connections, socket_timeout=hard, socket_connect_timeout=hard
+    )
 
 
 class RedisCounters:
@@ -171,13 +181,19 @@ class RedisCounters:
             name, _, value = pair.partition("=")
             if name == "max_connections" and value.isdigit() and int(value) > 0:
                 connections = int(value)
-        self.client = _client(uri, connections)
+        self.client = _client(uri, connections, max(5.0, 10 * timeout))
         self.strategy = strategy
         self.timeout = timeout
         self.connections = connections
-        self._script = self.client.register_script(_SCRIPTS[strategy])
+        self._source = _SCRIPTS[strategy]
+        self._sha: str | None = None
+        self._loading = asyncio.Lock()
         self._slots = asyncio.Semaphore(connections)
-        self._last_reply = 0.0
+        self._last_reply = 0.0  # on the loop's clock minus busy time
+        self.busy = 0.0  # seconds the loop was busy while calls were pending
+        self._beat_at = self._beat_cpu = 0.0  # the last heartbeat: loop time, thread CPU time
+        self._pending = 0
+        self._beat: asyncio.TimerHandle | None = None
         self.prefix = "ag" + strategy[0] + ":{"  # ags / agm / agf: one key type each
 
     async def decide(
@@ -187,16 +203,21 @@ class RedisCounters:
         for _, limit, window in items:
             args += (limit, window)
         loop = asyncio.get_running_loop()
+        self._pending += 1
+        if self._beat is None:
+            self._beat_at, self._beat_cpu = loop.time(), time.thread_time()
+            self._beat = loop.call_at(self._beat_at + _BEAT, self._heartbeat, loop)
         watch = _Watch(self, loop)
-        async with asyncio.timeout(None) as deadline:
-            watch.arm(deadline)
-            try:
+        try:
+            async with asyncio.timeout(None) as deadline:
+                watch.arm(deadline)
                 async with self._slots:
-                    watch.started = loop.time()
-                    reply = await self._script(keys=[key for key, _, _ in items], args=args)
-                self._last_reply = loop.time()
-            finally:
-                watch.cancel()
+                    reply = await self._script([key for key, _, _ in items], args)
+                answered = loop.time()
+                self._last_reply = answered - self.busy_at(answered)
+        finally:
+            watch.cancel()
+            self._pending -= 1
         admitted = reply[0] == 1
         strategy = self.strategy
         results = []
@@ -205,6 +226,43 @@ class RedisCounters:
             raw = (a,) if strategy == FIXED else (a, b)
             results.append(figures(strategy, raw, limit, window, cost, now, admitted))
         return admitted, results
+
+    async def _script(self, keys: list[str], args: list[int]) -> Any:
+        """EVALSHA, loading the script first. One task loads it while the others wait: redis-py's
+        cluster client, asked to load it from many tasks at once, fails with closed transports."""
+        from redis.exceptions import NoScriptError
+
+        try:
+            return await self.client.evalsha(await self._loaded(), len(keys), *keys, *args)
+        except NoScriptError:  # the server restarted or failed over: load it again, once
+            self._sha = None
+            return await self.client.evalsha(await self._loaded(), len(keys), *keys, *args)
+
+    async def _loaded(self) -> str:
+        sha = self._sha
+        if sha is None:
+            async with self._loading:
+                sha = self._sha
+                if sha is None:
+                    sha = self._sha = await self.client.script_load(self._source)
+        return sha
+
+    def _busy_since_beat(self, now: float) -> float:
+        beat = self._beat
+        if beat is None:
+            return 0.0
+        cpu = time.thread_time() - self._beat_cpu
+        return min(now - self._beat_at, max(cpu, now - beat.when()))
+
+    def busy_at(self, now: float) -> float:
+        """The loop's busy time until ``now``, the current heartbeat interval included."""
+        return self.busy + self._busy_since_beat(now)
+
+    def _heartbeat(self, loop: asyncio.AbstractEventLoop) -> None:
+        now = loop.time()
+        self.busy += self._busy_since_beat(now)
+        self._beat_at, self._beat_cpu = now, time.thread_time()
+        self._beat = loop.call_at(now + _BEAT, self._heartbeat, loop) if self._pending else None
 
     async def discard_idle(self) -> None:
         """Close pooled connections that predate a fault (a restarted server broke them)."""
@@ -223,37 +281,34 @@ class RedisCounters:
 class _Watch:
     """The timeout of one call, measured against the storage's progress (see the module)."""
 
-    __slots__ = ("counters", "deadline", "handle", "loop", "queued", "started")
+    __slots__ = ("counters", "deadline", "handle", "loop", "queued")
 
     def __init__(self, counters: RedisCounters, loop: asyncio.AbstractEventLoop) -> None:
         self.counters = counters
         self.loop = loop
-        self.queued = loop.time()
-        self.started: float | None = None
+        now = loop.time()
+        self.queued = now - counters.busy_at(now)
         self.handle: asyncio.Handle | None = None
         self.deadline: asyncio.Timeout | None = None
 
     def arm(self, deadline: asyncio.Timeout) -> None:
         self.deadline = deadline
-        self.handle = self.loop.call_at(self.queued + self.counters.timeout, self._fire)
+        self.handle = self.loop.call_later(self.counters.timeout, self._fire)
 
     def _fire(self) -> None:
         # One more iteration first: replies read in this one wake their tasks in the next.
         self.handle = self.loop.call_soon(self._check)
 
     def _check(self) -> None:
+        counters = self.counters
         now = self.loop.time()
-        if self.started is not None:
-            since = self.started
-        else:
-            since = max(self.queued, self.counters._last_reply)
-        due = since + self.counters.timeout
-        if now >= due:
+        waited = now - counters.busy_at(now) - max(self.queued, counters._last_reply)
+        if waited >= counters.timeout:
             assert self.deadline is not None
             self.handle = None
             self.deadline.reschedule(now)
         else:
-            self.handle = self.loop.call_at(due, self._fire)
+            self.handle = self.loop.call_later(counters.timeout - waited, self._fire)
 
     def cancel(self) -> None:
         if self.handle is not None:

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import math
 import re
+from asyncio import current_task
 from collections.abc import Mapping
+from time import monotonic
 from typing import Any, Final
 from urllib.parse import parse_qsl
 
@@ -22,9 +25,14 @@ from .._asgi import (
     split_comma,
 )
 from ..errors import ConfigurationError
+from ..integrations.pydantic import decoder_for
 from ..routes import RouteTable
 from ..target import TargetError
+from .body import check_media_type, error_entry, too_deep
+from .deadline import Deadlines
+from .json_schema import SchemaValidator
 from .schema import compile_schema
+from .types import has_float, list_fields, nesting, non_finite, skips_input
 
 __all__ = ["ValidationMiddleware", "compile_schema", "openapi_components"]
 
@@ -62,73 +70,26 @@ _INVALID_BODY: Final = Problem(
     "Unprocessable Content",
     "The request body does not match the schema.",
 )
+_TIMEOUT: Final = Problem(
+    408,
+    "validation.body_timeout",
+    "Request Timeout",
+    "The request body was not received in time.",
+)
+#: The connection cannot carry another request after a body cut short (RFC 9110 15.5.9).
+_CLOSE: Final = ((b"connection", b"close"),)
 _INVALID_QUERY: Final = Problem(
     422,
     "validation.invalid_query",
     "Unprocessable Content",
     "The query string does not match the schema.",
 )
-#: Messages whose tail quotes the submitted input: keep only their fixed part.
-_ECHOING: Final = (
-    ("Invalid enum value", "Invalid enum value"),
-    ("Object contains unknown field", "Object contains an unknown field"),
-)
-_STRING: Final = re.compile(rb'"(?:[^"\\]|\\.)*"', re.DOTALL)
-_LEAF_PAIRS: Final = re.compile(rb"\[\]|\{\}")
-_BRACKETS: Final = bytes(b for b in range(256) if b not in b"[]{}")
 _MAX_QUERY_FIELDS: Final = 256
+#: Decodes a whole body to plain JSON values, as strictly as msgspec reads JSON: UTF-8 with
+#: no lone surrogates, integers within 4300 digits, floats within range, no NaN.
+_PLAIN: Final = msgspec.json.Decoder()
 #: The request fields that describe a body; most of a request's header lines are none of them.
 _BODY_FIELDS: Final = frozenset((b"content-type", b"content-length", b"content-encoding"))
-
-
-def _error_entry(error: msgspec.ValidationError, root: str) -> dict[str, str]:
-    """``{loc, msg}`` from a msgspec error, never echoing submitted values."""
-    text = str(error)
-    message, _, loc = text.partition(" - at `")
-    for prefix, fixed in _ECHOING:
-        if message.startswith(prefix):
-            message = fixed
-    if "'" in message:  # any other quoted fragment may come from the input
-        message = message[: message.index("'")].rstrip()
-    loc = loc.rstrip("`") or "$"
-    return {"loc": root + loc[1:] if root else loc, "msg": message}
-
-
-def _too_deep(body: bytes, max_depth: int) -> bool:
-    """Whether the JSON nests deeper than ``max_depth`` (strings are not counted)."""
-    if body.count(b"[") + body.count(b"{") <= max_depth:
-        return False  # cannot be deeper than the number of openers: the common, cheap case
-    shape = _STRING.sub(b"", body).translate(None, _BRACKETS)
-    for _ in range(max_depth):  # each pass strips the innermost level
-        if not shape:
-            return False
-        # One regex pass removes exactly one level; chained replace() calls could remove two
-        # ("{[]}" -> "{}" -> "") and let alternating nesting through at twice the limit.
-        smaller = _LEAF_PAIRS.sub(b"", shape)
-        if smaller == shape:
-            return False  # unbalanced: the decoder will call it malformed
-        shape = smaller
-    return bool(shape)
-
-
-def _check_media_type(value: bytes | None) -> bool:
-    """application/json or application/*+json, with at most a utf-8 charset (RFC 8259 8.1)."""
-    if value is None:
-        return False
-    media, *params = value.decode("latin-1").split(";")
-    media = media.strip().lower()
-    if media != "application/json" and not (
-        media.startswith("application/") and media.endswith("+json")
-    ):
-        return False
-    for param in params:
-        name, _, raw = param.partition("=")
-        if name.strip().lower() == "charset" and raw.strip().strip('"').lower() not in (
-            "utf-8",
-            "utf8",
-        ):
-            return False
-    return True
 
 
 def _to_type(value: Any, option: str) -> Any:
@@ -144,124 +105,6 @@ def _to_type(value: Any, option: str) -> Any:
     return compiled
 
 
-_LEAVES: Final = (
-    msgspec.inspect.NoneType,
-    msgspec.inspect.BoolType,
-    msgspec.inspect.IntType,
-    msgspec.inspect.FloatType,
-    msgspec.inspect.StrType,
-    msgspec.inspect.BytesType,
-    msgspec.inspect.ByteArrayType,
-    msgspec.inspect.MemoryViewType,
-    msgspec.inspect.DateTimeType,
-    msgspec.inspect.DateType,
-    msgspec.inspect.TimeType,
-    msgspec.inspect.TimeDeltaType,
-    msgspec.inspect.UUIDType,
-    msgspec.inspect.DecimalType,
-    msgspec.inspect.LiteralType,
-    msgspec.inspect.EnumType,
-)
-_ARRAYS: Final = (
-    msgspec.inspect.ListType,
-    msgspec.inspect.SetType,
-    msgspec.inspect.FrozenSetType,
-    msgspec.inspect.VarTupleType,
-)
-
-
-def _nesting(info: msgspec.inspect.Type, visiting: set[int]) -> float:
-    """How deep a JSON value decoded as ``info`` can nest; infinite when the decoder may
-    descend into input it does not type (Any, skipped unknown fields, recursive types)."""
-    if isinstance(info, _LEAVES):
-        return 0
-    if isinstance(info, msgspec.inspect.Metadata):
-        return _nesting(info.type, visiting)
-    if isinstance(info, msgspec.inspect.UnionType):
-        return max(_nesting(t, visiting) for t in info.types)
-    if isinstance(info, _ARRAYS):
-        return 1 + _nesting(info.item_type, visiting)
-    if isinstance(info, msgspec.inspect.TupleType):
-        return 1 + max((_nesting(t, visiting) for t in info.item_types), default=0)
-    if isinstance(info, msgspec.inspect.DictType):
-        return 1 + _nesting(info.value_type, visiting)
-    if isinstance(info, msgspec.inspect.StructType) and info.forbid_unknown_fields:
-        if id(info) in visiting:
-            return float("inf")
-        visiting.add(id(info))
-        depth = 1 + max((_nesting(f.type, visiting) for f in info.fields), default=0)
-        visiting.discard(id(info))
-        return depth
-    return float("inf")  # Any, Raw, custom types, and types that skip unknown fields
-
-
-def _has_float(info: msgspec.inspect.Type, visiting: set[int]) -> bool:
-    """Whether a value of type ``info`` can hold a float anywhere."""
-    if isinstance(info, msgspec.inspect.FloatType):
-        return True
-    if isinstance(info, msgspec.inspect.Metadata):
-        return _has_float(info.type, visiting)
-    if isinstance(info, msgspec.inspect.UnionType):
-        return any(_has_float(t, visiting) for t in info.types)
-    if isinstance(info, _ARRAYS):
-        return _has_float(info.item_type, visiting)
-    if isinstance(info, msgspec.inspect.TupleType):
-        return any(_has_float(t, visiting) for t in info.item_types)
-    if isinstance(info, msgspec.inspect.DictType):
-        return _has_float(info.value_type, visiting)
-    if isinstance(info, (msgspec.inspect.StructType, msgspec.inspect.TypedDictType)):
-        if id(info) in visiting:
-            return False
-        visiting.add(id(info))
-        return any(_has_float(f.type, visiting) for f in info.fields)
-    return False  # Any keeps the query's strings as they are
-
-
-def _non_finite(value: Any, loc: str) -> str | None:
-    """Where a NaN or infinity is in a converted query, or None."""
-    if type(value) is float:
-        return None if math.isfinite(value) else loc
-    if isinstance(value, msgspec.Struct):
-        # Named as in the query (a compiled JSON Schema renames its fields).
-        value = {
-            wire: getattr(value, name)
-            for name, wire in zip(
-                value.__struct_fields__, value.__struct_encode_fields__, strict=True
-            )
-        }
-    if isinstance(value, dict):
-        items: Any = value.items()
-        return next(
-            (found for key, item in items if (found := _non_finite(item, f"{loc}.{key}"))),
-            None,
-        )
-    if isinstance(value, (list, tuple, set, frozenset)):
-        return next(
-            (found for i, item in enumerate(value) if (found := _non_finite(item, f"{loc}[{i}]"))),
-            None,
-        )
-    return None
-
-
-def _list_fields(kind: Any) -> frozenset[str]:
-    """Query parameters that take several values: the array fields of a Struct."""
-    info = msgspec.inspect.type_info(kind)
-    if isinstance(info, msgspec.inspect.StructType):
-        return frozenset(
-            f.encode_name
-            for f in info.fields
-            if isinstance(
-                f.type,
-                (msgspec.inspect.ListType, msgspec.inspect.SetType, msgspec.inspect.TupleType),
-            )
-            or (
-                isinstance(f.type, msgspec.inspect.UnionType)
-                and any(isinstance(t, msgspec.inspect.ListType) for t in f.type.types)
-            )
-        )
-    return frozenset()
-
-
 class _Route:
     __slots__ = (
         "body",
@@ -272,10 +115,17 @@ class _Route:
         "query_builtins",
         "query_floats",
         "query_lists",
+        "schema",
+        "strict",
     )
 
     def __init__(self) -> None:
         self.body: msgspec.json.Decoder[Any] | None = None
+        # A JSON Schema, validated on the body decoded as plain JSON values.
+        self.schema: SchemaValidator | None = None
+        # The type passes over part of the body: it is decoded whole once more, as the app
+        # will, so that nothing the app's parser refuses (or reads as inf) gets through.
+        self.strict = False
         self.body_type: Any = None
         # The type cannot nest deeper than max_depth: see ValidationMiddleware.__call__.
         self.bounded = False
@@ -294,20 +144,28 @@ class ValidationMiddleware:
     For a route with a body schema: a ``Content-Length`` over ``max_body_size`` gets 413 before
     anything is read, and a streamed body is cut off (413) as soon as it passes the limit. The
     content type must be ``application/json`` or ``application/*+json`` (charset utf-8 only),
-    without ``Content-Encoding``: otherwise 415. Malformed JSON (invalid UTF-8, trailing data,
-    NaN, nesting deeper than ``max_depth``, an empty body) is 400 ``validation.malformed``; a
-    schema violation is 422 ``validation.invalid_body`` with ``errors: [{loc, msg}]`` that never
-    echo submitted values. On success the app receives the exact body through a replaying
+    without ``Content-Encoding``: otherwise 415. A body not received within ``body_timeout``
+    is 408. Malformed JSON (invalid UTF-8 or a number out of range anywhere in the body, unknown
+    members included; trailing data, NaN, nesting deeper than ``max_depth``, an empty body) is
+    400 ``validation.malformed``, so nothing reaches the app that its own JSON parser would
+    fail on; a schema violation is 422 ``validation.invalid_body`` with ``errors: [{loc, msg}]``
+    that never echo submitted values (an unknown member is named when its name is short and
+    printable). On success the app receives the exact body through a replaying
     ``receive`` and the decoded object at ``scope["state"]["validated_body"]`` (an instance of
     the msgspec type; plain dicts and lists for a JSON Schema).
 
     Args:
         schemas: route pattern -> a msgspec type (Struct, dict, list, Annotated, ...) or a
-            JSON Schema dict (compiled once to msgspec types).
+            JSON Schema (draft 2020-12) dict, validated as the specification says by
+            jsonschema-rs; a schema needing remote documents, another draft, an unknown format
+            or keyword is a :class:`ConfigurationError`.
         query: route pattern -> a type or JSON Schema for the query string; values are coerced
             from strings; the result is at ``scope["state"]["validated_query"]``.
         max_body_size: largest accepted body, in bytes.
         max_depth: deepest accepted nesting of arrays and objects.
+        body_timeout: seconds allowed for receiving the whole body; past it (checked four
+            times per timeout, at most once a second), 408 with ``Connection: close``
+            (None: no limit, for a server that bounds it already).
     """
 
     def __init__(
@@ -318,6 +176,7 @@ class ValidationMiddleware:
         query: Mapping[str, Any] | None = None,
         max_body_size: int = 1024 * 1024,
         max_depth: int = 64,
+        body_timeout: float | None = 10.0,
     ) -> None:
         if (
             not isinstance(max_body_size, int)
@@ -327,22 +186,49 @@ class ValidationMiddleware:
             raise ConfigurationError("max_body_size", "must be a whole number of bytes >= 0")
         if not isinstance(max_depth, int) or isinstance(max_depth, bool) or max_depth < 1:
             raise ConfigurationError("max_depth", "must be a whole number >= 1")
+        if body_timeout is not None and (
+            not isinstance(body_timeout, (int, float))
+            or isinstance(body_timeout, bool)
+            or not 0 < body_timeout < math.inf
+        ):
+            raise ConfigurationError("body_timeout", "must be a number of seconds > 0, or None")
+        self.body_timeout = body_timeout
+        self._deadlines = None if body_timeout is None else Deadlines(body_timeout)
         self.app = app
         self.max_body_size = max_body_size
         self.max_depth = max_depth
         routes: dict[str, _Route] = {}
+        schemas = dict(schemas or {})
+        for pattern, value in list(schemas.items()):
+            # A pydantic model is validated by pydantic (integrations/pydantic.py), after the
+            # same size, media type, depth and strict-JSON checks as every other schema.
+            pydantic_body = decoder_for(value)
+            if pydantic_body is not None:
+                del schemas[pattern]
+                route = routes.setdefault(pattern, _Route())
+                route.body_type = value
+                route.body = pydantic_body
         for pattern, value in (schemas or {}).items():
             route = routes.setdefault(pattern, _Route())
-            route.body_type = _to_type(value, f"schemas[{pattern!r}]")
+            option = f"schemas[{pattern!r}]"
+            if isinstance(value, (Mapping, bool)):  # a boolean is a JSON Schema too
+                # JSON Schema as the specification says (jsonschema-rs), on the body decoded
+                # whole as plain JSON values: nothing is skipped, nothing is coerced.
+                route.schema = SchemaValidator(value, option)
+                route.body_type = Any
+                route.builtins = True
+            else:
+                route.body_type = _to_type(value, option)
+            info = msgspec.inspect.type_info(route.body_type)
             route.body = msgspec.json.Decoder(route.body_type)
-            route.bounded = _nesting(msgspec.inspect.type_info(route.body_type), set()) <= max_depth
-            route.builtins = isinstance(value, Mapping)
+            route.bounded = nesting(info, set()) <= max_depth
+            route.strict = skips_input(info, set())
         for pattern, value in (query or {}).items():
             route = routes.setdefault(pattern, _Route())
             route.query = _to_type(value, f"query[{pattern!r}]")
             route.query_builtins = isinstance(value, Mapping)
-            route.query_lists = _list_fields(route.query)
-            route.query_floats = _has_float(msgspec.inspect.type_info(route.query), set())
+            route.query_lists = list_fields(route.query)
+            route.query_floats = has_float(msgspec.inspect.type_info(route.query), set())
         self._routes: RouteTable[_Route] = RouteTable(routes, option="schemas")
         self._any = bool(routes)  # read per request: RouteTable.__bool__ is a Python call
         self._limit_digits = len(str(max_body_size))
@@ -388,7 +274,10 @@ class ValidationMiddleware:
             elif name == b"content-encoding":
                 # A list field: repeated lines are one list (RFC 9110 section 5.3).
                 encoding = value if encoding is None else encoding + b"," + value
-        if content_length is not None:
+        # Fewer digits than the limit has cannot exceed it: the common case skips the call.
+        if content_length is not None and (
+            len(content_length) >= self._limit_digits or not content_length.isdigit()
+        ):
             problem = self._length_problem(content_length)
             if problem is not None:
                 await problem.send(scope, receive, send)
@@ -401,48 +290,77 @@ class ValidationMiddleware:
         acceptable = self._media_types.get(content_type)
         if acceptable is None:
             acceptable = content_type is not None and self._media_types.remember(
-                content_type, len(content_type), _check_media_type(content_type)
+                content_type, len(content_type), check_media_type(content_type)
             )
         if not acceptable:
             await _MEDIA_TYPE.send(scope, receive, send)
             return
 
-        # Read the body, never more than the limit plus one chunk.
-        message = await receive()
-        if message["type"] != "http.request":
+        # One deadline for the whole body: a client trickling a byte at a time would
+        # otherwise hold the connection and this task forever. Nothing is sent while it runs.
+        # Registered inline, not through a method: two calls were half of its cost.
+        deadlines = self._deadlines
+        task: Any = None
+        if deadlines is not None:
+            task = current_task()
+            deadlines.reads[task] = monotonic() + deadlines.timeout
+            if deadlines.watchdog is None:
+                deadlines.watch(task)
+        try:
+            message = await receive()
+            body: bytes = message.get("body", b"")
+            if message.get("more_body", False) and len(body) <= self.max_body_size:
+                rest = await self._read_rest(body, receive)
+                message = {"type": "http.request", "body": rest, "more_body": False}
+                body = rest
+        except asyncio.CancelledError:
+            if deadlines is None or not deadlines.expired(task):
+                raise
+            await _TIMEOUT.send(scope, receive, send, headers=_CLOSE)
+            return
+        except _Gone:
             return  # client gone: nothing to answer, nothing to log as an error
-        body: bytes = message.get("body", b"")
+        finally:
+            if deadlines is not None:
+                deadlines.reads.pop(task, None)
+        if message["type"] != "http.request":
+            return
         if len(body) > self.max_body_size:
             await _TOO_LARGE.send(scope, receive, send)
             return
-        if message.get("more_body", False):
-            whole = await self._read_rest(body, scope, receive, send)
-            if whole is None:
-                return
-            body = whole
-            message = {"type": "http.request", "body": body, "more_body": False}
         if not body:
             await _EMPTY.send(scope, receive, send)
             return
         # The nesting limit guards the decoder. A type that cannot nest deeper than the limit
         # (a Struct forbidding unknown fields, without Any) makes the decoder stop at the first
         # level the type does not have, so the scan is only needed to word a refusal.
-        if not route.bounded and _too_deep(body, self.max_depth):
+        if not route.bounded and too_deep(body, self.max_depth):
             await _TOO_DEEP.send(scope, receive, send)
             return
+        if route.strict:
+            try:
+                _PLAIN.decode(body)
+            except Exception:  # unreadable somewhere, if only in a member the type skips
+                await _MALFORMED.send(scope, receive, send)
+                return
         try:
             value = route.body.decode(body)
         except Exception as error:  # whatever the decoder raises is the client's input
-            if route.bounded and _too_deep(body, self.max_depth):
+            if route.bounded and too_deep(body, self.max_depth):
                 await _TOO_DEEP.send(scope, receive, send)
-            elif isinstance(error, msgspec.ValidationError):
+            elif isinstance(error, msgspec.ValidationError) and route.schema is None:
                 await _INVALID_BODY.send(
-                    scope, receive, send, extra={"errors": [_error_entry(error, "")]}
+                    scope, receive, send, extra={"errors": [error_entry(error, "")]}
                 )
             else:
                 await _MALFORMED.send(scope, receive, send)
             return
-        if route.builtins:
+        if route.schema is not None:
+            errors = route.schema.errors(value)
+            if errors is not None:
+                await _INVALID_BODY.send(scope, receive, send, extra={"errors": errors})
+                return
+        elif route.builtins:
             value = msgspec.to_builtins(value)
         state = scope.get("state")
         if state is None:  # scope_state's rule, inline: this runs on every validated request
@@ -465,22 +383,18 @@ class ValidationMiddleware:
                 return _TOO_LARGE
         return None
 
-    async def _read_rest(
-        self, first: bytes, scope: Scope, receive: Receive, send: Send
-    ) -> bytes | None:
-        """The rest of a body sent in several chunks; None when answered or gone."""
+    async def _read_rest(self, first: bytes, receive: Receive) -> bytes:
+        """The rest of a body sent in several chunks, stopping one chunk past the limit (the
+        caller answers 413); :class:`_Gone` when the client disconnects."""
         chunks = [first]
         total = len(first)
         more = True
-        while more:
+        while more and total <= self.max_body_size:
             message = await receive()
             if message["type"] != "http.request":
-                return None
+                raise _Gone
             chunk: bytes = message.get("body", b"")
             total += len(chunk)
-            if total > self.max_body_size:
-                await _TOO_LARGE.send(scope, receive, send)
-                return None
             chunks.append(chunk)
             more = message.get("more_body", False)
         return b"".join(chunks)
@@ -518,12 +432,12 @@ class ValidationMiddleware:
             validated = msgspec.convert(data, route.query, strict=False)
         except msgspec.ValidationError as error:
             await _INVALID_QUERY.send(
-                scope, receive, send, extra={"errors": [_error_entry(error, "query")]}
+                scope, receive, send, extra={"errors": [error_entry(error, "query")]}
             )
             return False
         # NaN and infinities are no numbers (RFC 8259 section 6), and NaN passes every
         # comparison an app might make: refused, as in bodies.
-        where = _non_finite(validated, "query") if route.query_floats else None
+        where = non_finite(validated, "query") if route.query_floats else None
         if where is not None:
             await _INVALID_QUERY.send(
                 scope,
@@ -536,6 +450,10 @@ class ValidationMiddleware:
             msgspec.to_builtins(validated) if route.query_builtins else validated
         )
         return True
+
+
+class _Gone(Exception):
+    """The client disconnected while its body was being read."""
 
 
 class _Replay:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import datetime
 import re
-import uuid
 from collections.abc import Mapping
 from collections.abc import Set as AbstractSet
 from typing import Annotated, Any, Final, Literal, Union
@@ -16,6 +15,7 @@ from typing import Annotated, Any, Final, Literal, Union
 import msgspec
 
 from ..errors import ConfigurationError
+from .ecma import Untranslatable, translate
 
 __all__ = ["compile_schema"]
 
@@ -34,12 +34,17 @@ _ANNOTATIONS: Final = frozenset(
         "writeOnly",
     }
 )
+#: Formats msgspec checks exactly by their grammars. ``date-time`` and ``time`` are not here:
+#: msgspec also reads a space for ``T`` and ``+0000`` offsets, outside RFC 3339 section 5.6.
 _FORMATS: Final[dict[str, Any]] = {
-    "date-time": Annotated[datetime.datetime, msgspec.Meta(tz=True)],
     "date": datetime.date,
-    "time": Annotated[datetime.time, msgspec.Meta(tz=True)],
-    "uuid": uuid.UUID,
+    # RFC 4122 section 3 (hyphens required); msgspec's UUID also reads the 32-hex form.
+    "uuid": Annotated[
+        str, msgspec.Meta(pattern="^[0-9A-Fa-f]{8}(?:-[0-9A-Fa-f]{4}){3}-[0-9A-Fa-f]{12}\\Z")
+    ],
 }
+#: Characters msgspec cannot have in a field name: they would need escaping in its messages.
+_BAD_NAME: Final = re.compile(r'["\\\x00-\x1f\x7f]')
 _NUMERIC: Final = frozenset(
     {"minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum", "multipleOf"}
 )
@@ -79,6 +84,17 @@ def _is_type(value: Any, kind: Any) -> bool:
     return False
 
 
+def _json_types(schema: Any) -> set[str] | None:
+    """The JSON types a schema admits at most, when its ``type`` says so (else None)."""
+    kind = schema.get("type") if isinstance(schema, Mapping) else None
+    kinds = set(kind) if isinstance(kind, list) else {kind} if isinstance(kind, str) else None
+    if kinds is None or not all(isinstance(k, str) for k in kinds):
+        return None
+    if kinds & {"integer", "number"}:
+        kinds |= {"integer", "number"}  # every integer is a number
+    return kinds
+
+
 class _Compiler:
     def __init__(self, root: Mapping[str, Any], option: str) -> None:
         self.root = root
@@ -93,8 +109,14 @@ class _Compiler:
     def compile(self, schema: Any, where: str) -> Any:
         if schema is True or schema == {}:
             return Any
+        if schema is False:
+            raise self.error(where, "the schema 'false' (nothing valid) cannot be enforced")
         if not isinstance(schema, Mapping):
             raise self.error(where, f"a schema must be an object, not {schema!r}")
+        if where != "$" and ("$id" in schema or "$schema" in schema):
+            # A new base URI changes what "#/$defs/..." inside it points to.
+            keyword = "$id" if "$id" in schema else "$schema"
+            raise self.error(f"{where}.{keyword}", f"'{keyword}' in a subschema is not supported")
         keys = set(schema) - _ANNOTATIONS - {"$defs", "definitions"}
         if "$ref" in keys:
             if keys != {"$ref"}:
@@ -106,6 +128,10 @@ class _Compiler:
                     raise self.error(
                         where, f"'{combinator}' beside other keywords is not supported"
                     )
+                if not isinstance(schema[combinator], list) or not schema[combinator]:
+                    raise self.error(where, f"'{combinator}' must be a non-empty list")
+                if combinator == "oneOf":
+                    self.disjoint(schema["oneOf"], f"{where}.oneOf")
                 members = [
                     self.compile(s, f"{where}.{combinator}[{i}]")
                     for i, s in enumerate(schema[combinator])
@@ -187,13 +213,14 @@ class _Compiler:
                 meta["max_length"] = self.count(schema, "maxLength", where)
             if "pattern" in schema:
                 pattern = schema["pattern"]
+                if not isinstance(pattern, str):
+                    raise self.error(f"{where}.pattern", "'pattern' must be a string")
                 try:
-                    re.compile(pattern)
-                except (re.error, TypeError):
+                    meta["pattern"] = translate(pattern)
+                except Untranslatable as exc:
                     raise self.error(
-                        f"{where}.pattern", "'pattern' is not a valid regular expression"
+                        f"{where}.pattern", f"'pattern' cannot be enforced exactly: {exc}"
                     ) from None
-                meta["pattern"] = pattern
             if "format" in schema:
                 fmt = schema["format"]
                 if fmt not in _FORMATS:
@@ -256,8 +283,12 @@ class _Compiler:
         fields: list[tuple[str, Any, Any]] = []
         names = list(properties) + [name for name in required if name not in properties]
         for index, name in enumerate(names):
-            if not isinstance(name, str):
-                raise self.error(where, "property names must be strings")
+            if not isinstance(name, str) or _BAD_NAME.search(name):
+                raise self.error(
+                    f"{where}.properties",
+                    "'properties' names holding quotes, backslashes or control characters"
+                    " are not supported",
+                )
             field_type = self.compile(properties.get(name, True), f"{where}.properties.{name}")
             if name in required:
                 fields.append((f"f{index}", field_type, msgspec.field(name=name)))
@@ -300,9 +331,25 @@ class _Compiler:
         for value in values:
             if value is not None and (isinstance(value, bool) or not isinstance(value, (str, int))):
                 raise self.error(
-                    where, f"value {value!r} cannot be enforced (only strings, integers, null)"
+                    where,
+                    f"'{where.rsplit('.', 1)[-1]}' value {value!r} cannot be enforced"
+                    " (only strings, integers, null)",
                 )
         return Literal[tuple(values)]
+
+    def disjoint(self, members: list[Any], where: str) -> None:
+        """Refuse a ``oneOf`` whose members could both match one value: msgspec's unions
+        take the first that does, which is ``anyOf``. Members that each admit only their
+        declared JSON types, all different, can never overlap."""
+        seen: set[str] = set()
+        for index, member in enumerate(members):
+            kinds = _json_types(member)
+            if kinds is None or kinds & seen:
+                raise self.error(
+                    f"{where}[{index}]",
+                    "'oneOf' members that can match the same value cannot be enforced",
+                )
+            seen |= kinds
 
     def union(self, members: list[Any], where: str) -> Any:
         if len(members) == 1:
