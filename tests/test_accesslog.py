@@ -1176,3 +1176,23 @@ async def test_a_subject_is_bounded_and_escaped(logs: Collect) -> None:
     await Channel().run(layer, {**http_scope(), "path": "/bob\u202e"})
     await Channel().run(layer, http_scope("/" + "s" * 300))
     assert [m["sub"] for m in logs.messages] == ["bob\\u202e", "[TRUNCATED]"]
+
+
+@pytest.mark.parametrize("level", [logging.INFO, logging.WARNING])
+async def test_a_websocket_denial_response_carries_the_request_id(
+    logs: Collect, level: int
+) -> None:
+    """A websocket refused with a denial response (the ASGI websocket.http.response extension)
+    echoes the request id, whether or not records are written."""
+    logging.getLogger("test.access").setLevel(level)
+
+    async def deny(scope: Any, receive: Any, send: Any) -> None:
+        await send({"type": "websocket.http.response.start", "status": 403, "headers": []})
+        await send({"type": "websocket.http.response.body", "body": b"no"})
+
+    scope = {**http_scope(headers=[(b"x-request-id", b"ws-1")]), "type": "websocket"}
+    sent = await Channel().run(make(deny), scope)
+    assert sent[0]["headers"] == [(b"x-request-id", b"ws-1")]
+    assert [(m["status"], m["request_id"]) for m in logs.messages] == (
+        [(403, "ws-1")] if level == logging.INFO else []
+    )
