@@ -13,6 +13,8 @@ from typing import Any, Final
 
 import orjson
 
+from .context import RequestContext, request_context
+
 __all__ = [
     "ASGIApp",
     "BoundedMemo",
@@ -81,21 +83,9 @@ def split_comma(values: Iterable[bytes]) -> list[bytes]:
 # --- per-request record shared through scope["state"] ---------------------------------------
 
 
-class RequestInfo:
-    """What the layers tell the access log about one request, kept in ``scope["state"]``.
-
-    ``code`` is the stable code of the rejection that answered the request (or of a shadow
-    decision); ``ratelimit`` holds ``(limit, remaining, reset_seconds)`` of the tightest limit.
-    """
-
-    # Class-level defaults and no __init__: made on every logged request, and most requests
-    # set none of these.
-    request_id: str | None = None
-    code: str | None = None
-    shadow: bool = False
-    ratelimit: tuple[int, int, int] | None = None
-    #: The subject of a verified token whose request a layer then refused (a missing scope).
-    sub: str | None = None
+#: The request context (:mod:`asgi_guard.context`), under the name the layers first knew it by.
+RequestInfo = RequestContext
+request_info = request_context
 
 
 def scope_state(scope: Scope) -> dict[str, Any]:
@@ -105,17 +95,6 @@ def scope_state(scope: Scope) -> dict[str, Any]:
     if state is None:
         state = scope["state"] = {}
     return state
-
-
-def request_info(scope: Scope) -> RequestInfo:
-    """The request's :class:`RequestInfo`, created on first use."""
-    state: dict[str, Any] | None = scope.get("state")
-    if state is None:  # scope_state's rule, inline: this runs on every logged request
-        state = scope["state"] = {}
-    info: RequestInfo | None = state.get("asgi_guard")
-    if info is None:
-        info = state["asgi_guard"] = RequestInfo()
-    return info
 
 
 # --- responses ------------------------------------------------------------------------------

@@ -181,6 +181,8 @@ class ValidationConfig(_Section, frozen=True):
     """Largest accepted body in bytes."""
     max_depth: int = 64
     """Deepest accepted JSON nesting."""
+    body_timeout: float | None = 10.0
+    """Seconds for receiving a whole body before 408 (None: no limit)."""
 
 
 class AccessLogConfig(_Section, frozen=True):
@@ -198,6 +200,11 @@ class AccessLogConfig(_Section, frozen=True):
     """Request headers to include in records (redacted)."""
     exclude: list[str] = msgspec.field(default_factory=list)
     """Route patterns whose answers are logged only when they are errors (status >= 400)."""
+    redact_values: list[str] = msgspec.field(default_factory=list)
+    """More regular expressions of credentials, redacted wherever they appear."""
+    output: Literal["auto", "stdout", "logging"] = "auto"
+    """When no logging handler would receive the records: "auto" writes them as JSON lines to
+    stdout; "stdout" always does; "logging" leaves logging alone and warns."""
 
 
 class HeadersConfig(_Section, frozen=True):

@@ -8,7 +8,7 @@ import re
 from collections.abc import Iterable, Mapping
 from typing import Any, Final
 
-from ._asgi import ASGIApp, Message, Receive, Scope, Send
+from ._asgi import ASGIApp, Receive, Scope, Send, request_info
 from .errors import ConfigurationError
 from .routes import RouteTable
 
@@ -87,8 +87,17 @@ _DEFAULTS: Final[dict[str, Any]] = {
     "permissions_policy": None,
     "cache_control": "no-store",
 }
+# Framing and content headers are the app's; HSTS is the HTTPS layer's, which never sends it
+# over plain HTTP (RFC 6797 section 7.2), where this layer would.
 _FORBIDDEN_EXTRA: Final = frozenset(
-    {b"content-length", b"transfer-encoding", b"connection", b"content-type", b"set-cookie"}
+    {
+        b"content-length",
+        b"transfer-encoding",
+        b"connection",
+        b"content-type",
+        b"set-cookie",
+        b"strict-transport-security",
+    }
 )
 
 
@@ -146,6 +155,14 @@ def _value(option: str, value: Any) -> str | None:
         return None
     if option == "content_security_policy" and isinstance(value, Mapping):
         return build_csp(value)
+    if option == "content_security_policy" and isinstance(value, str) and _VALUE.fullmatch(value):
+        # A policy string is held to the builder's rules too: "default-src self" would not
+        # mean what it says.
+        directives = [d.split() for d in value.split(";") if d.strip()]
+        table = {d[0]: d[1:] for d in directives}
+        if len(table) != len(directives):
+            raise ConfigurationError(option, "names a directive twice: browsers ignore the second")
+        return build_csp(table)
     if option == "permissions_policy" and isinstance(value, Mapping):
         return _permissions_policy(value)
     if not isinstance(value, str) or not _VALUE.fullmatch(value):
@@ -306,16 +323,12 @@ class SecurityHeadersMiddleware:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]
-        if kind == "http":
-            start = "http.response.start"
-        elif kind == "websocket":
-            start = "websocket.http.response.start"
-        else:
+        if kind != "http" and kind != "websocket":
             await self.app(scope, receive, send)
             return
         policy = self._policy
         if self._rules is not None:
-            routed = self._rules.match_scope(scope)
+            routed = self._rules.match_scope_or_none(scope)
             if routed is not None:
                 policy = routed
         extra = policy.headers
@@ -327,33 +340,7 @@ class SecurityHeadersMiddleware:
         if not extra:
             await self.app(scope, receive, send)
             return
-        names = policy.names
-
-        async def send_with_headers(message: Message) -> None:
-            if message["type"] == start:
-                _add(message, extra, names)
-            await send(message)
-
-        await self.app(scope, receive, send_with_headers)
-
-
-def _add(message: Message, extra: tuple[tuple[bytes, bytes], ...], names: frozenset[bytes]) -> None:
-    """Append ``extra`` to a response start, leaving out the names the response already has.
-
-    The message gets a new list: the app's may be shared between responses, or any iterable,
-    which ASGI allows and which may be read only once.
-    """
-    headers = message.get("headers", ())
-    if type(headers) is not list and type(headers) is not tuple:
-        headers = list(headers)
-    present: set[bytes] | None = None
-    for key, _ in headers:
-        name = key.lower()
-        if name in names:
-            if present is None:
-                present = set()
-            present.add(name)
-    if present is None:
-        message["headers"] = [*headers, *extra]
-    else:
-        message["headers"] = [*headers, *(pair for pair in extra if pair[0] not in present)]
+        # Written by the request context's one response hook (a websocket's refusal through
+        # websocket.http.response.start too); a header the response has is left out.
+        send = request_info(scope).add_headers(send, extra, policy.names)
+        await self.app(scope, receive, send)

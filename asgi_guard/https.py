@@ -15,18 +15,17 @@ from ._asgi import (
     parse_host,
     request_info,
     send_response,
-    with_headers,
 )
 from .errors import ConfigurationError
 from .hosts import HostAllowList
 from .routes import RouteTable
-from .target import TargetError
 
 __all__ = ["HTTPSRedirectMiddleware"]
 
 _REDIRECT_CODES: Final = frozenset({301, 302, 303, 307, 308})
 _ONE_YEAR: Final = 31_536_000
 _HSTS: Final = b"strict-transport-security"
+_HSTS_ONLY: Final = frozenset((_HSTS,))
 # Bytes kept as they are in a Location path/query: RFC 3986 pchar, "/", "?" and "%" (already
 # percent-encoded input stays as it was). Everything else, including "\\", is percent-encoded.
 _SAFE: Final = frozenset(
@@ -130,7 +129,9 @@ class HTTPSRedirectMiddleware:
         if kind == "http":
             scheme = scope.get("scheme", "http")
             if scheme == "https":
-                await self.app(scope, receive, with_headers(send, self._hsts, unless=_HSTS))
+                # Through the request context's one response hook; an app's own HSTS is kept.
+                send = request_info(scope).add_headers(send, self._hsts, _HSTS_ONLY)
+                await self.app(scope, receive, send)
                 return
             if self._exempt and self._is_exempt(scope):
                 await self.app(scope, receive, send)
@@ -145,10 +146,7 @@ class HTTPSRedirectMiddleware:
             await self.app(scope, receive, send)
 
     def _is_exempt(self, scope: Scope) -> bool:
-        try:
-            return self._exempt.match_scope(scope) is not None
-        except TargetError:  # not read as the app routes it: no exemption, redirect
-            return False
+        return self._exempt.match_scope_or_none(scope) is not None
 
     def _redirect_host(self, scope: Scope) -> str | None:
         if self._host is not None:

@@ -306,6 +306,7 @@ def test_check_clean_config() -> None:
         ({"validation": {"max_body_size": 50 * 1024 * 1024}}, "AG013", "warning"),
         ({"access_log": None}, "AG014", "warning"),
         ({"access_log": {"exclude": ["/health"]}}, "AG015", "warning"),
+        ({"hosts": None, "https": {"exempt": ["/health"]}}, "AG024", "warning"),
         (
             {"access_log": {}, "routes": [{"path": "GET /oauth/authorize", "log": False}]},
             "AG015",

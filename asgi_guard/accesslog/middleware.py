@@ -17,12 +17,10 @@ from .._asgi import (
     Receive,
     Scope,
     Send,
-    append_headers,
     request_info,
 )
 from ..errors import ConfigurationError
 from ..routes import RouteTable
-from ..target import TargetError
 from . import redaction
 from .handler import OUTPUTS, Output, prepare_output
 from .redaction import CREDENTIAL_SHAPES, bounded, normalise, redact_header, sensitive_name
@@ -106,6 +104,8 @@ class AccessLogMiddleware(RecordWriter):
                 "request_id_header", f"{request_id_header!r} is not a header name"
             )
         self._rid_name = request_id_header.lower().encode() if request_id_header else None
+        #: The echo yields to an id header the app set itself.
+        self._rid_only = frozenset((self._rid_name,)) if self._rid_name else frozenset()
         self._log_headers = {h.lower().encode(): h.lower() for h in log_headers}
         excluded = RouteTable.of_patterns(exclude, option="exclude")
         self._exclude = excluded if excluded.patterns else None
@@ -152,12 +152,9 @@ class AccessLogMiddleware(RecordWriter):
             return
         exchange = _Exchange(self, scope, send)
         # Matched now: a router inside may rewrite the scope's root_path before the record.
+        # An unreadable target (asgi_guard.target) is never quiet.
         if self._exclude is not None:
-            try:
-                quiet = self._exclude.match_scope(scope) is not None
-            except TargetError:  # not read as the app routes it: logged, never quiet
-                quiet = False
-            exchange.quiet = quiet
+            exchange.quiet = self._exclude.match_scope_or_none(scope) is not None
         token = request_id_var.set(exchange.request_id)
         try:
             await self.app(scope, receive, exchange.send)
@@ -179,17 +176,12 @@ class AccessLogMiddleware(RecordWriter):
             if key == name:
                 incoming = value
         rid = self._ids(incoming)
-        request_info(scope).request_id = rid
-        echo = ((name, rid.encode()),)
-
-        def send_with_id(message: Message) -> Awaitable[None]:
-            if message["type"] in _START_MESSAGES:
-                append_headers(message, echo, unless=name)
-            return send(message)
-
+        info = request_info(scope)
+        info.request_id = rid
+        send = info.add_headers(send, ((name, rid.encode()),), self._rid_only)
         token = request_id_var.set(rid)
         try:
-            await self.app(scope, receive, send_with_id)
+            await self.app(scope, receive, send)
         finally:
             request_id_var.reset(token)
 
@@ -202,7 +194,6 @@ class _Exchange:
         "complete",
         "done",
         "downstream",
-        "echo",
         "extra",
         "info",
         "layer",
@@ -213,6 +204,7 @@ class _Exchange:
         "started",
         "status",
         "user_agent",
+        "writes",
     )
 
     def __init__(self, layer: AccessLogMiddleware, scope: Scope, send: Send) -> None:
@@ -225,10 +217,12 @@ class _Exchange:
         self.complete = False
         self.done = False
         self.quiet = False
-        self.echo: tuple[bytes, bytes] | None = None
         self.extra: list[tuple[bytes, bytes]] | None = None
-        # Made now, so the layers inside write their decisions into this very object.
+        # Made now, so the layers inside write their decisions into this very object. This
+        # send wraps the app's anyway: it writes every layer's response headers itself, unless
+        # a layer outside installed the context's hook first.
         self.info = info = request_info(scope)
+        self.writes = info.claim_hook()
         # One pass over the headers for everything the record needs.
         rid_name = layer._rid_name
         wanted = layer._log_headers
@@ -253,12 +247,13 @@ class _Exchange:
                 and len(incoming) <= 64
                 and SAFE_ID.fullmatch(rid := incoming.decode("latin-1"))
             ):
-                self.echo = (rid_name, incoming)
+                echo = (rid_name, incoming)
             else:
                 ids = layer._ids
                 rid = ids.prefix + str(next(ids.counter))
-                self.echo = (rid_name, rid.encode())
+                echo = (rid_name, rid.encode())
             info.request_id = rid
+            info.add_headers(send, (echo,), layer._rid_only)
         self.request_id: str | None = rid
 
     def send(self, message: Message) -> Awaitable[None]:
@@ -275,9 +270,8 @@ class _Exchange:
             return self._last(message)
         if kind == "http.response.start" or kind == "websocket.http.response.start":
             self.status = message["status"]
-            echo = self.echo
-            if echo is not None:
-                append_headers(message, (echo,), unless=echo[0])
+            if self.writes:
+                self.info.write(message)
         elif kind == "websocket.accept":
             self.status = 101
         elif kind == "websocket.close" and self.status is None:

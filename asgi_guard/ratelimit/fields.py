@@ -2,8 +2,9 @@
 
 With an IP limit and an identity limit on one route (two layers, as ``guard()`` builds them),
 the response carries ONE ``RateLimit-Policy``/``RateLimit`` pair: the tightest limit's. The
-first layer that admits a request files a :class:`Shown` record in ``scope["state"]`` and wraps
-``send`` to write it at ``http.response.start``; inner layers only update the record.
+first layer that admits a request files a :class:`Shown` record with the request context
+(:mod:`asgi_guard.context`), whose one response hook writes it at ``http.response.start``;
+inner layers only update the record.
 
 The merge rule: a refusal always wins (its limit is the one the client has to wait for);
 otherwise the tightest limit is the one with the fewest requests remaining, and among equals
@@ -13,18 +14,9 @@ same rule.
 
 from __future__ import annotations
 
-from typing import Final
+from ..context import tighter
 
-from .._asgi import Message, Send, append_headers
-
-__all__ = ["SHOWN", "Shown", "tighter"]
-
-SHOWN: Final = "asgi_guard.ratelimit"
-
-
-def tighter(remaining: int, reset: int, than: tuple[int, int, int] | None) -> bool:
-    """Whether ``(remaining, reset)`` is tighter than the ``(limit, remaining, reset)`` record."""
-    return than is None or (remaining, -reset) < (than[1], -than[2])
+__all__ = ["Shown", "tighter"]
 
 
 class Shown:
@@ -54,13 +46,3 @@ class Shown:
                 (b"x-ratelimit-reset", b"%d" % self.reset),
             ]
         return values
-
-    def wrap(self, send: Send) -> Send:
-        """``send`` with this record's fields added to the response start, as they are then."""
-
-        async def send_with_fields(message: Message) -> None:
-            if message["type"] == "http.response.start":
-                append_headers(message, self.headers())
-            await send(message)
-
-        return send_with_fields

@@ -11,12 +11,12 @@ from typing import Any, Final, Literal
 from limits.errors import ConfigurationError as LimitsConfigurationError
 from limits.storage import storage_from_string
 
-from .._asgi import ASGIApp, Problem, Receive, Scope, Send, request_info, scope_state
+from .._asgi import ASGIApp, Problem, Receive, Scope, Send, request_info
 from ..errors import ConfigurationError
 from ..routes import RouteTable
 from ..target import TargetError
 from .breaker import Breaker
-from .fields import SHOWN, Shown, tighter
+from .fields import Shown, tighter
 from .keys import KeyFunc, encode_id, key_function
 from .memory import MemoryCounters
 from .policies import NO_LIMIT, CallerPolicy, Policy, is_claim_limit, policy_of
@@ -287,10 +287,10 @@ class RateLimitMiddleware:
             reset = max(reset, 1)
         info = request_info(scope)
         amount = items[index][1]
-        if not admitted or tighter(remaining, reset, info.ratelimit):
-            info.ratelimit = (amount, remaining, reset)
-        state = scope_state(scope)
-        record: Shown | None = state.get(SHOWN)
+        info.note_limit(amount, remaining, reset, not admitted)
+        # One RateLimit pair per response, the tightest limit's, whatever the number of layers:
+        # the first layer files the record with the context's response hook, later ones update it.
+        record: Shown | None = info.ratelimit_fields
         if shown and kind == "http":
             if record is not None:
                 if not admitted or tighter(remaining, reset, (0, record.remaining, record.reset)):
@@ -298,7 +298,7 @@ class RateLimitMiddleware:
                         policy.policy_headers[index], policy.names[index], amount, remaining, reset
                     )
             elif self.headers:
-                record = state[SHOWN] = Shown(
+                record = info.ratelimit_fields = Shown(
                     policy.policy_headers[index],
                     policy.names[index],
                     amount,
@@ -306,7 +306,7 @@ class RateLimitMiddleware:
                     reset,
                     self._legacy,
                 )
-                send = record.wrap(send)
+                send = info.add_headers(send, record)
         if not admitted:
             if not self.shadow:
                 # The fields come from the record, written by whichever layer filed it.

@@ -124,22 +124,22 @@ def non_finite(value: Any, loc: str) -> str | None:
 
 
 def list_fields(kind: Any) -> frozenset[str]:
-    """Query parameters that take several values: the array fields of a Struct."""
+    """Query parameters that take several values: the fields of a Struct whose type is an
+    array (list, set, frozenset, tuple), alone, annotated, or in a union (``set[str] | None``)."""
     info = msgspec.inspect.type_info(kind)
     if isinstance(info, msgspec.inspect.StructType):
-        return frozenset(
-            f.encode_name
-            for f in info.fields
-            if isinstance(
-                f.type,
-                (msgspec.inspect.ListType, msgspec.inspect.SetType, msgspec.inspect.TupleType),
-            )
-            or (
-                isinstance(f.type, msgspec.inspect.UnionType)
-                and any(isinstance(t, msgspec.inspect.ListType) for t in f.type.types)
-            )
-        )
+        return frozenset(f.encode_name for f in info.fields if _is_array(f.type))
     return frozenset()
+
+
+def _is_array(info: msgspec.inspect.Type) -> bool:
+    """Whether a value of type ``info`` may be a JSON array: the same array types the nesting
+    walk descends into, so the two never disagree on what a list is."""
+    if isinstance(info, msgspec.inspect.Metadata):
+        return _is_array(info.type)
+    if isinstance(info, msgspec.inspect.UnionType):
+        return any(_is_array(t) for t in info.types)
+    return isinstance(info, (*_ARRAYS, msgspec.inspect.TupleType))
 
 
 def _skipping(info: msgspec.inspect.Type) -> bool | None:
