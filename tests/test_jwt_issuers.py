@@ -305,3 +305,15 @@ def test_check_reads_every_issuer() -> None:
     codes = {finding.code for finding in check(config, environ={})}
     assert {"AG004", "AG006", "AG021"} <= codes
     assert "AG005" not in codes
+
+
+async def test_issuers_from_the_environment(keys: Keys) -> None:
+    """``ASGI_GUARD_JWT__ISSUERS`` (JSON) supplies the list, secrets included, outside files."""
+    issuers = [{"issuer": A, "secret": SECRET}, {"issuer": B, "jwks": Keys.jwks(keys.b1)}]
+    environ = {"ASGI_GUARD_JWT__ISSUERS": orjson.dumps(issuers).decode()}
+    stack = guard(RecordingApp(), {"jwt": {"default": "authenticated"}}, environ=environ)
+    assert isinstance(stack, JWTAuthMiddleware)
+    stack.clock = lambda: NOW
+    hmac = forge_hmac(SECRET.encode(), {"alg": "HS256"}, {"iss": A, "exp": NOW + 60})
+    assert await status(stack, hmac) == (200, None, None)
+    assert await status(stack, mint(keys.b1, "ES256", iss=B)) == (200, None, None)
