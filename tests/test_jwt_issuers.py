@@ -10,7 +10,7 @@ import orjson
 import pytest
 from joserfc.jwk import ECKey, KeySet
 
-from asgi_guard import ConfigurationError, JWTAuthMiddleware, guard
+from asgi_guard import ConfigurationError, Decision, JWTAuthMiddleware, MetricsMiddleware, guard
 from asgi_guard.check import check
 
 from .conftest import RecordingApp, client_for
@@ -317,3 +317,17 @@ async def test_issuers_from_the_environment(keys: Keys) -> None:
     hmac = forge_hmac(SECRET.encode(), {"alg": "HS256"}, {"iss": A, "exp": NOW + 60})
     assert await status(stack, hmac) == (200, None, None)
     assert await status(stack, mint(keys.b1, "ES256", iss=B)) == (200, None, None)
+
+
+async def test_unknown_issuer_is_counted_as_a_jwt_refusal(keys: Keys, app: RecordingApp) -> None:
+    """The metrics layer counts an unknown issuer's refusal under ``jwt.invalid_issuer``."""
+    decisions: list[Decision] = []
+    mw = MetricsMiddleware(
+        local(keys, app), layers=["jwt"], otel=False, on_decision=decisions.append
+    )
+    await status(mw, mint(keys.a1, "ES256", iss="https://c.example", aud="api-a"))
+    await status(mw, mint(keys.a1, "ES256", iss=A, aud="api-a"))
+    assert [
+        Decision("jwt", "jwt.invalid_issuer", "*", False),
+        Decision("jwt", "ok", "*", False),
+    ] == (decisions)
