@@ -13,7 +13,7 @@ from typing import Any, Final, Literal
 import msgspec
 from joserfc.errors import SecurityWarning
 
-from .config import GuardConfig, guard, load_config
+from .config import GuardConfig, IssuerConfig, JWTConfig, guard, load_config
 from .errors import ConfigurationError
 from .routes import parse_pattern
 
@@ -97,16 +97,17 @@ def check(
         )
     if cfg.jwt is not None:
         j = cfg.jwt
-        if not j.audience:
+        entries = _issuer_entries(j)
+        if not all(e.audience for e in entries):
             add(
                 "AG004",
                 "warning",
                 "JWT audience is not checked: tokens for other APIs are accepted.",
                 "Set jwt.audience.",
             )
-        if not j.issuer:
+        if not all(e.issuer for e in entries):
             add("AG005", "warning", "JWT issuer is not checked.", "Set jwt.issuer.")
-        if j.secret is not None and len(j.secret.encode()) < 32:
+        if any(e.secret is not None and len(e.secret.encode()) < 32 for e in entries):
             add(
                 "AG006",
                 "error",
@@ -203,6 +204,11 @@ async def _no_app(scope: Any, receive: Any, send: Any) -> None:
 _PRIVATE_MEMBERS: Final = frozenset({"d", "p", "q", "dp", "dq", "qi", "oth", "k"})
 
 
+def _issuer_entries(j: JWTConfig) -> list[JWTConfig] | list[IssuerConfig]:
+    """The issuers a [jwt] section accepts: its entries of ``issuers``, or itself."""
+    return [j] if j.issuers is None else j.issuers
+
+
 def _private_jwks(jwks: str | dict[str, Any] | None) -> bool:
     """Whether a jwks option (inline or a file) holds private or secret key material."""
     if isinstance(jwks, str):
@@ -233,7 +239,12 @@ def _first_hour_findings(cfg: GuardConfig) -> list[Finding]:
         )
     j = cfg.jwt
     if j is not None:
-        plain = [u for u in (j.jwks_url, j.issuer if j.discovery else None) if u]
+        plain = [
+            u
+            for e in _issuer_entries(j)
+            for u in (e.jwks_url, e.issuer if e.discovery else None)
+            if u
+        ]
         if any(u.lower().startswith("http://") for u in plain):
             found.append(
                 Finding(
@@ -244,7 +255,7 @@ def _first_hour_findings(cfg: GuardConfig) -> list[Finding]:
                     "Use an https:// jwks_url (or issuer, with discovery).",
                 )
             )
-        if _private_jwks(j.jwks):
+        if any(_private_jwks(e.jwks) for e in _issuer_entries(j)):
             found.append(
                 Finding(
                     "AG022",

@@ -884,3 +884,12 @@ def build_groups(only: list[str] | None = None) -> list[Group]:
     if only:
         groups = [g for g in groups if any(g.name.startswith(prefix) for prefix in only)]
     return groups
+
+
+def _percaller_groups() -> list[Group]:
+    from .percaller import build  # imports this module: loaded only when run
+
+    return build()
+
+
+BUILDERS.append((("layer:percaller-ratelimit", "layer:percaller-jwt"), _percaller_groups))
