@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from asgi_guard import AuthenticatedUser, JWTAuthMiddleware, RateLimitMiddleware
+from asgi_guard._asgi import Scope as ASGIScope
 
 from .groups import BIG_LIMIT, raw_app, scope_factory
 from .harness import Case, Group, Scope
@@ -30,13 +31,13 @@ def _as_user(claims: dict[str, Any]) -> Any:
 def ratelimit_groups() -> Group:
     pro = _as_user({"sub": "alice", "plan": "pro"})
 
-    def sync_limit(scope: Scope) -> str:
+    def sync_limit(scope: ASGIScope) -> str:
         return BIG_LIMIT
 
-    async def async_limit(scope: Scope) -> str:
+    async def async_limit(scope: ASGIScope) -> str:
         return BIG_LIMIT
 
-    def cost(scope: Scope) -> int:
+    def cost(scope: ASGIScope) -> int:
         return 1
 
     return Group(
