@@ -2,17 +2,22 @@
 
 from __future__ import annotations
 
+import asyncio
+import threading
 from typing import Any
 
 import orjson
 import pytest
 
 from asgi_guard import ValidationMiddleware
+from asgi_guard._asgi import Message
 from asgi_guard.validation.body import _STRING, too_deep
 
-from .conftest import RecordingApp, client_for
+from .conftest import Channel, RecordingApp, client_for, http_scope
 
 pytestmark = pytest.mark.anyio
+
+JSON = [(b"content-type", b"application/json")]
 
 #: An unterminated string of escaped quotes behind more openers than the depth limit.
 _ESCAPED_QUOTES = b"[" * 65 + b'"' + b'\\"' * 500_000
@@ -48,3 +53,73 @@ async def test_escaped_quotes_body_is_refused_not_hung() -> None:
     assert response.status_code == 400
     assert orjson.loads(response.content)["code"] == "validation.malformed"
     assert app.calls == 0
+
+
+class _Stalled:
+    """A client that sends its headers and then nothing."""
+
+    def __init__(self) -> None:
+        self.sent: list[Message] = []
+
+    async def receive(self) -> Message:
+        await asyncio.Event().wait()
+        raise AssertionError("unreachable")
+
+    async def send(self, message: Message) -> None:
+        self.sent.append(message)
+
+
+async def _stalled_status(layer: ValidationMiddleware) -> int:
+    """The status a stalled body gets from ``layer`` (a hang past 10 s fails the test)."""
+    stalled = _Stalled()
+    scope = http_scope("/x", "POST", [(b"content-type", b"application/json")])
+    await asyncio.wait_for(layer(scope, stalled.receive, stalled.send), 10)
+    status: int = stalled.sent[0]["status"]
+    return status
+
+
+def test_body_deadline_holds_on_a_second_loop() -> None:
+    """A loop that stopped (not closed) after a read does not keep the watchdog: a stalled
+    body on the next loop still gets 408, and the stopped loop gets no callbacks queued."""
+    layer = ValidationMiddleware(RecordingApp(), schemas={"POST /x": Any}, body_timeout=0.02)
+    first = asyncio.new_event_loop()
+    try:
+        channel = Channel([{"type": "http.request", "body": b"{}"}])
+        first.run_until_complete(channel.run(layer, http_scope("/x", "POST", JSON)))
+        assert channel.sent[0]["status"] == 200
+        deadlines = layer._deadlines
+        assert deadlines is not None
+        watch = deadlines.local.watch
+        assert watch is not None
+        assert watch.thread is not None
+        watch.thread.join(10)  # it sees the loop stopped, and ends
+        assert not watch.thread.is_alive()
+        assert asyncio.run(_stalled_status(layer)) == 408
+        assert len(first._ready) <= 1  # type: ignore[attr-defined]
+    finally:
+        first.close()
+
+
+def test_body_deadline_holds_on_concurrent_loops() -> None:
+    """Two loops in two threads sharing one layer (as servers with a loop per thread do)
+    each get 408 for their stalled body."""
+    layer = ValidationMiddleware(RecordingApp(), schemas={"POST /x": Any}, body_timeout=0.05)
+    statuses: list[int] = []
+    barrier = threading.Barrier(2)
+
+    def serve() -> None:
+        async def both_reading() -> int:
+            await asyncio.to_thread(barrier.wait, 10)
+            return await _stalled_status(layer)
+
+        try:
+            statuses.append(asyncio.run(both_reading()))
+        except TimeoutError:  # the stalled read was never cut off
+            statuses.append(0)
+
+    threads = [threading.Thread(target=serve) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    assert statuses == [408, 408]
