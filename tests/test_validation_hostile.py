@@ -9,9 +9,11 @@ from typing import Any
 import orjson
 import pytest
 
-from asgi_guard import ValidationMiddleware
+from asgi_guard import ConfigurationError, ValidationMiddleware
 from asgi_guard._asgi import Message
+from asgi_guard.validation import compile_schema
 from asgi_guard.validation.body import _STRING, too_deep
+from asgi_guard.validation.ecma import translate
 
 from .conftest import Channel, RecordingApp, client_for, http_scope
 
@@ -123,3 +125,22 @@ def test_body_deadline_holds_on_concurrent_loops() -> None:
     for thread in threads:
         thread.join(30)
     assert statuses == [408, 408]
+
+
+@pytest.mark.parametrize(
+    "pattern", ["^[^\\uD83D\\uDE00]*$", "^\\uD83D\\uDE00$", "[\\udc00]", "^[^\ud83d\ude00]*$"]
+)
+def test_surrogate_patterns_are_refused(pattern: str) -> None:
+    """A pattern naming surrogates (one astral character in ECMA-262, two lone surrogates in
+    Python, so "[^\\uD83D\\uDE00]" would admit the emoji it excludes) is a ConfigurationError
+    naming the pattern."""
+    with pytest.raises(ConfigurationError) as info:
+        compile_schema({"type": "string", "pattern": pattern}, "query['/x']")
+    assert info.value.option == "query['/x']"
+    assert "$.pattern" in str(info.value)
+    assert "surrogate" in str(info.value)
+
+
+def test_non_surrogate_escapes_still_translate() -> None:
+    """Escapes outside the surrogate block keep translating, to the same code points."""
+    assert translate("^[\\u00e9\\uD7FF\\uE000]$") == "^[\\u00e9\\uD7FF\\uE000]\\Z"
