@@ -144,3 +144,39 @@ def test_surrogate_patterns_are_refused(pattern: str) -> None:
 def test_non_surrogate_escapes_still_translate() -> None:
     """Escapes outside the surrogate block keep translating, to the same code points."""
     assert translate("^[\\u00e9\\uD7FF\\uE000]$") == "^[\\u00e9\\uD7FF\\uE000]\\Z"
+
+
+@pytest.mark.parametrize("target", ["#/examples/0", "#/$defs", "#/properties/a/default"])
+def test_reference_to_no_subschema_is_refused(target: str) -> None:
+    """A same-document $ref to a place holding no schema (whose keywords were never checked,
+    so "maxLenght" would be ignored and "." would match CR) is a ConfigurationError."""
+    schema = {
+        "type": "object",
+        "properties": {"a": {"default": {"maxLenght": 2}}, "b": {"$ref": target}},
+        "examples": [{"type": "string", "pattern": "^a.b$", "maxLenght": 2}],
+        "$defs": {"s": {"type": "string"}},
+    }
+    with pytest.raises(ConfigurationError) as info:
+        ValidationMiddleware(RecordingApp(), schemas={"POST /x": schema})
+    assert info.value.option == "schemas['POST /x']"
+    assert f"'$ref' {target!r} at $.properties.b.$ref names no subschema" in str(info.value)
+
+
+async def test_references_to_subschemas_still_work() -> None:
+    """$refs to subschemas, escaped (~1, %25) or the root, validate as before."""
+    schema = {
+        "type": "object",
+        "properties": {
+            "a": {"$ref": "#/$defs/a~1b"},
+            "b": {"$ref": "#/$defs/c%25d"},
+            "c": {"$ref": "#/properties/a"},
+        },
+        "$defs": {"a/b": {"type": "string"}, "c%d": {"type": "integer"}},
+    }
+    mw = ValidationMiddleware(RecordingApp(), schemas={"POST /x": schema})
+    async with client_for(mw) as client:
+        bad = await client.post("/x", content=b'{"a": 1, "b": "x"}', headers=dict(JSON))
+        good = await client.post("/x", content=b'{"a": "s", "b": 2, "c": "t"}', headers=dict(JSON))
+    assert bad.status_code == 422
+    assert [e["loc"] for e in orjson.loads(bad.content)["errors"]] == ["$.a", "$.b"]
+    assert good.status_code == 200
