@@ -28,7 +28,8 @@ from ..routes import RouteTable
 from ..target import TargetError
 from .body import check_media_type, error_entry, too_deep
 from .deadline import Deadlines
-from .json_schema import SchemaValidator
+from .json_schema import SchemaValidator, safe_loc
+from .patterns import Checker, pattern_checker
 from .schema import compile_schema
 from .types import has_float, list_fields, nesting, non_finite, skips_input
 
@@ -83,6 +84,8 @@ _INVALID_QUERY: Final = Problem(
     "The query string does not match the schema.",
 )
 _MAX_QUERY_FIELDS: Final = 256
+#: As msgspec words a string its ``Meta(pattern=...)`` refuses, never quoting the value.
+_NO_MATCH: Final = "Expected `str` matching regex"
 #: Decodes a whole body to plain JSON values, as strictly as msgspec reads JSON: UTF-8 with
 #: no lone surrogates, integers within 4300 digits, floats within range, no NaN.
 _PLAIN: Final = msgspec.json.Decoder()
@@ -113,6 +116,7 @@ class _Route:
         "query_builtins",
         "query_floats",
         "query_lists",
+        "query_patterns",
         "schema",
         "strict",
     )
@@ -134,6 +138,8 @@ class _Route:
         self.query_lists: frozenset[str] = frozenset()
         # The type can hold a float: msgspec turns "nan" and "inf" into floats, checked after.
         self.query_floats = False
+        # The JSON Schema has patterns: matched after conversion, in linear time (patterns.py).
+        self.query_patterns: Checker | None = None
 
 
 class ValidationMiddleware:
@@ -232,6 +238,7 @@ class ValidationMiddleware:
             route.query_builtins = isinstance(value, Mapping)
             route.query_lists = list_fields(route.query)
             route.query_floats = has_float(msgspec.inspect.type_info(route.query), set())
+            route.query_patterns = pattern_checker(route.query)
         self._routes: RouteTable[_Route] = RouteTable(routes, option="schemas")
         self._any = bool(routes)  # read per request: RouteTable.__bool__ is a Python call
         self._limit_digits = len(str(max_body_size))
@@ -435,6 +442,15 @@ class ValidationMiddleware:
         except msgspec.ValidationError as error:
             await _INVALID_QUERY.send(
                 scope, receive, send, extra={"errors": [error_entry(error, "query")]}
+            )
+            return False
+        path = route.query_patterns(validated) if route.query_patterns is not None else None
+        if path is not None:
+            await _INVALID_QUERY.send(
+                scope,
+                receive,
+                send,
+                extra={"errors": [{"loc": f"query{safe_loc(path)[1:]}", "msg": _NO_MATCH}]},
             )
             return False
         # NaN and infinities are no numbers (RFC 8259 section 6), and NaN passes every

@@ -16,6 +16,7 @@ import msgspec
 
 from ..errors import ConfigurationError
 from .ecma import Untranslatable, translate
+from .patterns import KEY, LinearPattern
 
 __all__ = ["compile_schema"]
 
@@ -216,7 +217,11 @@ class _Compiler:
                 if not isinstance(pattern, str):
                     raise self.error(f"{where}.pattern", "'pattern' must be a string")
                 try:
-                    meta["pattern"] = translate(pattern)
+                    translate(pattern)  # refuses what no engine here reads as ECMA-262 does
+                    # Not Meta(pattern=): msgspec would run Python's backtracking re, and
+                    # "^(a+)+$" on "a" * 30 + "!" takes minutes. patterns.py checks it.
+                    meta["extra"] = {KEY: LinearPattern(pattern)}
+                    meta["extra_json_schema"] = {"pattern": pattern}
                 except Untranslatable as exc:
                     raise self.error(
                         f"{where}.pattern", f"'pattern' cannot be enforced exactly: {exc}"
@@ -375,7 +380,10 @@ class _Compiler:
 
 
 def compile_schema(schema: Mapping[str, Any], option: str = "schemas") -> Any:
-    """A msgspec type that accepts exactly the JSON values ``schema`` accepts.
+    """A msgspec type that accepts exactly the JSON values ``schema`` accepts, once the
+    ``pattern`` keywords it carries are checked by
+    :func:`~asgi_guard.validation.patterns.pattern_checker` (msgspec alone would run them on
+    Python's backtracking ``re``; :class:`ValidationMiddleware` does both).
 
     Raises :class:`ConfigurationError` (naming ``option``, the keyword and its location) for
     anything it cannot enforce exactly.
