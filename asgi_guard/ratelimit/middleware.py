@@ -254,6 +254,9 @@ class RateLimitMiddleware:
                     decision = await self.storage.decide(items, cost, now_ms)
                 except Exception as error:  # every client error is a storage failure, never a 500
                     breaker.failure(ticket, self.clock(), error)
+                except BaseException:  # cancelled mid-call: a lost probe must not block the next
+                    breaker.abandon(ticket, self.clock())
+                    raise
                 else:
                     breaker.success(ticket, self.clock())
             if decision is None:
