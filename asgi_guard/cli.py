@@ -168,11 +168,19 @@ def _token(args: argparse.Namespace) -> int:
         jwt = load_config(args.config).jwt
         if jwt is None:
             raise _Fail(f"{args.config} has no [jwt] section")
-        first = jwt.audience[0] if isinstance(jwt.audience, list) else jwt.audience
-        issuer = issuer or jwt.issuer
+        source: Any = jwt
+        if jwt.issuers:
+            # Several issuers: the one --issuer names, else the first (its iss, aud and secret),
+            # so the token is one the configured app accepts.
+            chosen = [entry for entry in jwt.issuers if issuer in (None, entry.issuer)]
+            if not chosen:
+                raise _Fail(f"{args.config} lists no issuer {issuer!r} in jwt.issuers")
+            source = chosen[0]
+        first = source.audience[0] if isinstance(source.audience, list) else source.audience
+        issuer = issuer or source.issuer
         audience = audience or first
         if secret is None and args.key is None:
-            secret = jwt.secret
+            secret = source.secret
     claims: dict[str, Any] = {
         "sub": args.sub,
         "scopes": args.scope.split(),

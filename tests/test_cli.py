@@ -505,6 +505,35 @@ def test_token_with_a_secret_and_a_config(
     )
 
 
+def test_token_with_a_config_of_several_issuers(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """token --config with jwt.issuers mints for the entry --issuer names (else the first),
+    with its iss, aud and secret: it ignored them and asked for a key file."""
+    first, second = "f" * 40, "g" * 40
+    config = tmp_path / "guard.toml"
+    config.write_text(
+        "[jwt]\nissuers = [\n"
+        f'  {{issuer = "https://a.example", audience = ["api-a"], secret = "{first}"}},\n'
+        f'  {{issuer = "https://b.example", audience = "api-b", secret = "{second}"}},\n]\n'
+    )
+    code, out, _ = run(capsys, "token", "--sub", "ann", "--config", str(config))
+    assert code == 0
+    user = _verify(out.strip(), secret=first, issuer="https://a.example", audience="api-a")
+    assert user.sub == "ann"
+    argv = ("token", "--sub", "bo", "--config", str(config), "--issuer", "https://b.example")
+    code, out, _ = run(capsys, *argv)
+    assert code == 0
+    user = _verify(out.strip(), secret=second, issuer="https://b.example", audience="api-b")
+    assert user.sub == "bo"
+    argv = ("token", "--sub", "c", "--config", str(config), "--issuer", "https://c.example")
+    assert run(capsys, *argv) == (
+        2,
+        "",
+        f"asgi-guard: error: {config} lists no issuer 'https://c.example' in jwt.issuers\n",
+    )
+
+
 def test_token_help_shows_the_defaults(capsys: pytest.CaptureFixture[str]) -> None:
     """token --help names the default issuer, audience, key file and lifetime."""
     with pytest.raises(SystemExit):
