@@ -576,6 +576,11 @@ def test_serve_refuses_what_check_calls_an_error(
             "not available under asgi-guard serve: --proxy-headers (the [proxy] section decides"
             " whom to trust)",
         ),
+        (
+            ["--access-log"],
+            "not available under asgi-guard serve: --access-log (it logs query strings"
+            " unredacted; use [access_log])",
+        ),
     ],
 )
 def test_serve_checks_uvicorn_options_first(
