@@ -263,12 +263,15 @@ class RemoteKeys:
             )
             self._after_failure()
             return
-        old = set(self.store.by_kid)
+        old = {kid: _material(key) for kid, key in self.store.by_kid.items()}
         self.store.replace(keys)
         self.loaded = True
         self._ttl = _ttl(headers.get("cache-control"))
         self._expires = self.clock() + self._ttl
-        removed = old - set(self.store.by_kid)
+        # A kid now naming other key material counts as removed: what the old key verified
+        # must not outlive it in the cache.
+        new = self.store.by_kid
+        removed = {kid for kid, was in old.items() if kid not in new or _material(new[kid]) != was}
         if removed and self.on_change is not None:
             self.on_change(removed)
 
@@ -328,6 +331,11 @@ class RemoteKeys:
         self._last_kid_refetch = now
         await self._single_flight()
         return True
+
+
+def _material(key: VerifyKey) -> dict[str, Any]:
+    """The public members of a key (what it verifies with), for comparing two fetches."""
+    return dict(key.key.as_dict(private=False))
 
 
 def _ttl(cache_control: str | None) -> float:
