@@ -253,6 +253,7 @@ def test_issuers_and_single_issuer_options_are_exclusive(
         ([{"issuer": A, "secret": SECRET, "audience": 5}], "issuers[0].audience", "string"),
         ([{"issuer": A, "secret": SECRET, "audience": ["a", 5]}], "issuers[0].audience", "str"),
         ([{"issuer": A, "secret": SECRET, "audience": ""}], "issuers[0].audience", "string"),
+        ([{"issuer": A, "secret": SECRET, "algorithms": []}], "issuers[0].algorithms", "one"),
     ],
 )
 def test_bad_issuers(issuers: Any, option: str, message: str) -> None:
@@ -346,3 +347,13 @@ def test_a_jwks_timeout_that_cannot_bound_a_fetch_is_refused(timeout: Any) -> No
     with pytest.raises(ConfigurationError) as excinfo:
         JWTAuthMiddleware(RecordingApp(), jwks_url="https://a.example/k", jwks_timeout=timeout)
     assert excinfo.value.option == "jwks_timeout"
+
+
+def test_an_empty_algorithm_list_is_refused() -> None:
+    """``algorithms=[]`` would refuse every token: a ConfigurationError naming the option."""
+    with pytest.raises(ConfigurationError) as excinfo:
+        JWTAuthMiddleware(RecordingApp(), secret=SECRET, algorithms=[])
+    assert (excinfo.value.option, excinfo.value.message) == (
+        "algorithms",
+        "must name at least one algorithm",
+    )

@@ -78,6 +78,8 @@ def build_issuer(
         algorithms = ("HS256",) if secret is not None else DEFAULT_ALGORITHMS
     if isinstance(algorithms, str):
         algorithms = (algorithms,)
+    if not algorithms:
+        raise ConfigurationError(f"{where}algorithms", "must name at least one algorithm")
     for alg in algorithms:
         if not isinstance(alg, str) or alg.lower() == "none" or alg not in ALG_FAMILY:
             raise ConfigurationError(
