@@ -451,6 +451,11 @@ async def test_memory_storage_stays_bounded(limiter: Any, app: RecordingApp) -> 
         ({"storage": "nothing"}, "storage", "must be a storage URI"),
         ({"storage": "memcached://127.0.0.1:11211"}, "storage", ""),
         ({"storage": "bogus://x"}, "storage", "unknown storage scheme"),
+        ({"storage": "redis+cluster://"}, "storage", "cluster node '' is not host:port"),
+        ({"storage": "redis+cluster://:7000"}, "storage", "node ':7000' is not"),
+        ({"storage": "redis+cluster://a:7000,,b:7001"}, "storage", "node '' is not"),
+        ({"storage": "redis+cluster://a:0"}, "storage", "node 'a:0' is not"),
+        ({"storage": "redis+cluster://[::1]7000"}, "storage", "node '[::1]7000' is not"),
         ({"key": "cookie"}, "key", "must be 'ip'"),
         ({"key": "claim:"}, "key", "claim: needs"),
         ({"key": "header:"}, "key", "header: needs"),
@@ -474,6 +479,15 @@ def test_bad_options(options: dict[str, Any], option: str, message: str) -> None
         RateLimitMiddleware(RecordingApp(), **options)
     assert info.value.option == option
     assert message in info.value.message
+
+
+def test_cluster_uri_nodes() -> None:
+    """A cluster URI's nodes: host alone (port 6379), host:port and [v6]:port."""
+    mw = RateLimitMiddleware(
+        RecordingApp(), limit="1/second", storage="redis+cluster://a,b:7001,[::1]:7002"
+    )
+    nodes = [(node.host, node.port) for node in mw.storage.client.startup_nodes]
+    assert nodes == [("a", 6379), ("b", 7001), ("::1", 7002)]
 
 
 def test_memory_uri_uses_the_in_process_counters(app: RecordingApp) -> None:
