@@ -380,3 +380,16 @@ async def test_a_cancelled_probe_lets_the_next_request_probe(
     server.resume()
     assert await status_of(mw) == 200
     assert mw._breaker.closed
+
+
+async def test_storage_timeout_bounds_the_other_storages(build: Any, server: RedisServer) -> None:
+    """storage_timeout bounds a storage counted through limits (here Sentinel on a hung
+    server): the request is answered as the storage being down, where it waited for ever."""
+    mw = build(
+        limit="5/minute",
+        storage=f"redis+sentinel://127.0.0.1:{server.port}/main",
+        on_storage_error="closed",
+        storage_timeout=0.2,
+    )
+    server.pause()
+    assert await asyncio.wait_for(status_of(mw), 10) == 503

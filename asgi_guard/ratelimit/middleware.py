@@ -69,7 +69,7 @@ def _counters(uri: Any, strategy: str, timeout: float) -> Any:
         # wrap_exceptions: every client library's errors arrive as limits' StorageError.
         full = uri if scheme.startswith("async+") else "async+" + uri
         storage = storage_from_string(full, wrap_exceptions=True, **options)
-        return LimitsCounters(storage, strategy)
+        return LimitsCounters(storage, strategy, timeout)
     except LimitsConfigurationError as exc:
         raise ConfigurationError("storage", str(exc)) from None
     except NotImplementedError:
