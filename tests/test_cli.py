@@ -73,6 +73,23 @@ def test_keys_and_token(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> N
     assert (user.sub, user.scopes) == ("alice", frozenset({"orders:read", "orders:write"}))
 
 
+def test_keys_force_replaces_a_symlink_not_its_target(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """keys --force over a symlink (planted in a shared folder) replaces the link with a
+    private file: the key was written into the file the link pointed to."""
+    victim = tmp_path / "victim.txt"
+    victim.write_text("precious\n")
+    victim.chmod(0o644)
+    out = tmp_path / "dev-keys.json"
+    out.symlink_to(victim)
+    assert run(capsys, "keys", "--out", str(out), "--force")[0] == 0
+    assert victim.read_text() == "precious\n"
+    assert (victim.stat().st_mode & 0o777, out.is_symlink()) == (0o644, False)
+    assert out.stat().st_mode & 0o777 == 0o600
+    assert '"d"' in out.read_text()
+
+
 def test_token_without_keys_is_one_line_error(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
