@@ -455,6 +455,12 @@ async def test_memory_storage_stays_bounded(limiter: Any, app: RecordingApp) -> 
         ({"storage": "redis+cluster://:7000"}, "storage", "node ':7000' is not"),
         ({"storage": "redis+cluster://a:7000,,b:7001"}, "storage", "node '' is not"),
         ({"storage": "redis+cluster://a:0"}, "storage", "node 'a:0' is not"),
+        (
+            {"storage": "rediss+cluster://a:7000?ssl_ca_certs=/ca.pem&max_connections=4"},
+            "storage",
+            "a cluster URI takes only ?max_connections=N, not ['ssl_ca_certs']",
+        ),
+        ({"storage": "redis+cluster://a:7000/2"}, "storage", "not /2"),
         ({"storage": "redis+cluster://[::1]7000"}, "storage", "node '[::1]7000' is not"),
         ({"key": "cookie"}, "key", "must be 'ip'"),
         ({"key": "claim:"}, "key", "claim: needs"),

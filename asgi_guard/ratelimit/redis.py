@@ -154,6 +154,14 @@ def _client(uri: str, connections: int, hard: float) -> Any:
     scheme = scheme.lower().removeprefix("async+")
     if scheme in ("redis+cluster", "rediss+cluster"):
         parts = urlsplit("redis://" + rest)
+        ignored = sorted({pair.partition("=")[0] for pair in parts.query.split("&") if pair})
+        ignored = [name for name in ignored if name != "max_connections"]
+        if ignored or parts.path not in ("", "/"):
+            # The cluster client takes none of them (TLS files, db, timeouts): accepted, a
+            # ?ssl_ca_certs= would be dropped in silence.
+            raise ValueError(
+                f"a cluster URI takes only ?max_connections=N, not {ignored or parts.path}"
+            )
         netloc = parts.netloc.rsplit("@", 1)
         userinfo = netloc[0] if len(netloc) == 2 else ""
         user, _, password = userinfo.partition(":")
