@@ -496,6 +496,13 @@ def test_cluster_uri_nodes() -> None:
     assert nodes == [("a", 6379), ("b", 7001), ("::1", 7002)]
 
 
+def test_a_mistyped_storage_uri_is_not_echoed_with_its_password() -> None:
+    """A storage value that is no URI is named in the error, unless it holds credentials."""
+    with pytest.raises(ConfigurationError) as info:
+        RateLimitMiddleware(RecordingApp(), storage="redis:/:hunter2@cache:6379")
+    assert str(info.value) == "storage: must be a storage URI such as 'memory://', not that"
+
+
 def test_memory_uri_uses_the_in_process_counters(app: RecordingApp) -> None:
     """memory:// counts in process with the incremental sweep."""
     from asgi_guard.ratelimit import MemoryCounters

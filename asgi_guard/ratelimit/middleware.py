@@ -40,8 +40,10 @@ _ON_ERROR: Final = ("open", "closed", "local")
 def _counters(uri: Any, strategy: str, timeout: float) -> Any:
     """The counters for ``uri``: in memory, on Redis (our scripts), or any limits storage."""
     if not isinstance(uri, str) or "://" not in uri:
+        # Never echoed with an "@": a mistyped URI still holds its password.
+        shown = "that" if "@" in str(uri) else repr(uri)
         raise ConfigurationError(
-            "storage", f"must be a storage URI such as 'memory://', not {uri!r}"
+            "storage", f"must be a storage URI such as 'memory://', not {shown}"
         )
     scheme = uri.split("://", 1)[0].lower()
     base = scheme.removeprefix("async+")
