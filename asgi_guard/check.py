@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+import logging
 import os
 import re
 import warnings
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any, Final, Literal
 
@@ -59,7 +61,7 @@ def check(
     :func:`check_app` are added.
     """
     cfg = load_config(config, environ)
-    with warnings.catch_warnings():
+    with warnings.catch_warnings(), _logging_untouched(cfg):
         # joserfc warns of a short HMAC key; AG006 below says so with a fix.
         warnings.simplefilter("ignore", SecurityWarning)
         guard(_no_app, cfg, environ={})  # the environment is applied already
@@ -194,6 +196,29 @@ def check(
             )
     found += _first_hour_findings(cfg)
     return found
+
+
+@contextlib.contextmanager
+def _logging_untouched(cfg: GuardConfig) -> Iterator[None]:
+    """Build without side effects on logging: an access log built by ``guard()`` may attach a
+    handler to its logger or set its level (``output = "auto"``) and warns when nothing
+    receives its records; ``check`` runs in processes that have their own logging (a server,
+    a test) and reports that case itself (AG016)."""
+    names = ["asgi_guard"] + ([cfg.access_log.logger] if cfg.access_log is not None else [])
+    saved = [
+        (logger, logger.handlers[:], logger.level, logger.propagate, logger.disabled)
+        for logger in map(logging.getLogger, names)
+    ]
+    for logger, *_ in saved[:1]:
+        logger.disabled = True  # the start-up warning: AG016 says the same with a fix
+    try:
+        yield
+    finally:
+        for logger, handlers, level, propagate, disabled in saved:
+            logger.handlers[:] = handlers
+            logger.setLevel(level)
+            logger.propagate = propagate
+            logger.disabled = disabled
 
 
 async def _no_app(scope: Any, receive: Any, send: Any) -> None:
