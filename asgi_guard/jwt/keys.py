@@ -236,8 +236,14 @@ class RemoteKeys:
             # server trickling one byte a second would otherwise never time out.
             async with (
                 asyncio.timeout(self.timeout),
+                # No connection reuse: a server closing the discovery answer's connection
+                # without "Connection: close" failed the JWKS GET sent on it (about one
+                # discovery fetch in two against such a server).
                 self._httpx.AsyncClient(
-                    timeout=self.timeout, follow_redirects=False, verify=self._tls
+                    timeout=self.timeout,
+                    follow_redirects=False,
+                    verify=self._tls,
+                    limits=self._httpx.Limits(max_keepalive_connections=0),
                 ) as client,
             ):
                 url = self.jwks_url
