@@ -2,10 +2,11 @@
 
 ``keys`` turns a request into a counter key; ``windows`` holds the strategies' arithmetic;
 ``memory`` and ``redis`` count (one atomic step per decision); ``breaker`` handles a failing
-storage; ``fields`` merges the RateLimit fields of several layers; ``middleware`` is the layer.
+storage; ``parse`` reads limit strings; ``fields`` merges the RateLimit fields of several layers; ``middleware`` is the layer.
 """
 
 from .memory import MemoryCounters
-from .middleware import RateLimitMiddleware, _parse_limit
+from .middleware import RateLimitMiddleware
+from .parse import parse_limit
 
-__all__ = ["MemoryCounters", "RateLimitMiddleware", "_parse_limit"]
+__all__ = ["MemoryCounters", "RateLimitMiddleware", "parse_limit"]

@@ -8,7 +8,7 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Any, Final, Literal
 
-from limits import RateLimitItem, parse_many
+from limits import RateLimitItem
 from limits.errors import ConfigurationError as LimitsConfigurationError
 from limits.storage import storage_from_string
 
@@ -20,6 +20,7 @@ from .breaker import Breaker
 from .fields import Shown, tighter
 from .keys import KeyFunc, encode_id, key_function
 from .memory import MemoryCounters
+from .parse import parse_limit as _parse_limit
 from .windows import STRATEGIES
 
 __all__ = ["RateLimitMiddleware"]
@@ -57,26 +58,6 @@ class _Policy:
 
 
 _NO_LIMIT: Final = _Policy([], "", 0)
-
-
-_LIMIT_FORMS: Final = (
-    "accepted: '100/minute', '100 per minute', '10/5 seconds', several joined by ';'"
-    " ('10/second;1000/hour'); units: second, minute, hour, day, month, year"
-)
-
-
-def _parse_limit(option: str, value: Any) -> list[RateLimitItem]:
-    if not isinstance(value, str):
-        raise ConfigurationError(
-            option, f"a rate limit is a string like '100/minute', not {value!r}"
-        )
-    try:
-        items = parse_many(value)
-    except (ValueError, LimitsConfigurationError):
-        raise ConfigurationError(option, f"invalid rate {value!r}; {_LIMIT_FORMS}") from None
-    if not items or any(item.amount < 1 for item in items):
-        raise ConfigurationError(option, f"invalid rate {value!r}; {_LIMIT_FORMS}")
-    return items
 
 
 def _counters(uri: Any, strategy: str, timeout: float) -> Any:
