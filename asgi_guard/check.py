@@ -59,8 +59,6 @@ def check(
     :func:`check_app` are added.
     """
     cfg = load_config(config, environ)
-    for option, pattern in _rule_patterns(cfg):  # a typo'd method fails here, not in silence
-        parse_pattern(pattern, option)
     with warnings.catch_warnings():
         # joserfc warns of a short HMAC key; AG006 below says so with a fix.
         warnings.simplefilter("ignore", SecurityWarning)
@@ -182,6 +180,16 @@ def check(
                 " change state or handle credentials.",
                 "Exclude only read-only routes whose successes tell nothing, named with their"
                 " methods: 'GET /health'.",
+            )
+        if _access_log_off(cfg.access_log.logger, cfg.access_log.output):
+            add(
+                "AG016",
+                "warning",
+                f"access_log.output = 'logging' and no logging handler receives the records of"
+                f" {cfg.access_log.logger!r} at INFO in this process: the access log is off"
+                " unless the app configures logging before guard() runs.",
+                "Set access_log.output = 'auto' (JSON lines to stdout when nothing else"
+                " receives them), or configure a handler for that logger.",
             )
     found += _first_hour_findings(cfg)
     return found
@@ -363,3 +371,13 @@ def check_app(
                 )
             )
     return found
+
+
+def _access_log_off(logger: str, output: str) -> bool:
+    """Whether access records would reach no handler: only with output = "logging" (the
+    other outputs write them to stdout then), judged by this process's logging setup."""
+    import logging
+
+    from .accesslog import receives
+
+    return output == "logging" and not receives(logging.getLogger(logger), logging.INFO)

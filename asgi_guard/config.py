@@ -17,6 +17,7 @@ from .errors import ConfigurationError
 
 __all__ = [
     "AccessLogConfig",
+    "ClaimLimit",
     "GuardConfig",
     "HTTPSConfig",
     "HeadersConfig",
@@ -70,11 +71,22 @@ class HTTPSConfig(_Section, frozen=True):
     """Keep the port of the request's Host in the redirect (one port for HTTP and HTTPS)."""
 
 
+class ClaimLimit(_Section, frozen=True):
+    """A limit chosen by a claim of the verified token, e.g. the caller's plan."""
+
+    claim: str
+    """The claim, e.g. "plan"."""
+    values: dict[str, str]
+    """Claim value -> limit, e.g. {free = "10/minute", pro = "1000/minute"}."""
+    default: str
+    """The limit of callers whose token lacks the claim or names another value."""
+
+
 class RateLimitConfig(_Section, frozen=True):
     """Rate limiting (:class:`~asgi_guard.RateLimitMiddleware`)."""
 
-    limit: str | None = None
-    """Default limit for routes without a rule, e.g. "100/minute"."""
+    limit: str | ClaimLimit | None = None
+    """Default limit for routes without a rule, e.g. "100/minute", or {claim, values, default}."""
     rules: dict[str, Any] = msgspec.field(default_factory=dict)
     """Route pattern -> limit, "exempt", or {limit, cost, group}."""
     strategy: Literal["sliding-window", "moving-window", "fixed-window"] = "sliding-window"
@@ -83,7 +95,7 @@ class RateLimitConfig(_Section, frozen=True):
     """A limits storage URI (memory://, redis://...)."""
     key: str = "ip"
     """ip, sub, claim:<name> or header:<name>; identity keys run after JWT authentication."""
-    identity_limit: str | None = None
+    identity_limit: str | ClaimLimit | None = None
     """A second default limit keyed by the JWT subject, applied after authentication."""
     headers: bool | Literal["legacy"] = True
     """IETF RateLimit headers; "legacy" adds X-RateLimit-*."""
@@ -147,6 +159,8 @@ class ValidationConfig(_Section, frozen=True):
     """Largest accepted body in bytes."""
     max_depth: int = 64
     """Deepest accepted JSON nesting."""
+    body_timeout: float | None = 10.0
+    """Seconds for receiving a whole body before 408 (None: no limit)."""
 
 
 class AccessLogConfig(_Section, frozen=True):
@@ -164,6 +178,11 @@ class AccessLogConfig(_Section, frozen=True):
     """Request headers to include in records (redacted)."""
     exclude: list[str] = msgspec.field(default_factory=list)
     """Route patterns whose answers are logged only when they are errors (status >= 400)."""
+    redact_values: list[str] = msgspec.field(default_factory=list)
+    """More regular expressions of credentials, redacted wherever they appear."""
+    output: Literal["auto", "stdout", "logging"] = "auto"
+    """When no logging handler would receive the records: "auto" writes them as JSON lines to
+    stdout; "stdout" always does; "logging" leaves logging alone and warns."""
 
 
 class HeadersConfig(_Section, frozen=True):
@@ -227,8 +246,8 @@ class RouteConfig(_Section, frozen=True):
     """Scopes a token must grant."""
     public: bool = False
     """No token needed."""
-    limit: str | None = None
-    """Rate limit of this route."""
+    limit: str | ClaimLimit | None = None
+    """Rate limit of this route, or {claim, values, default}."""
     cost: int = 1
     """Hits one request counts for."""
     schema: str | dict[str, Any] | None = None

@@ -87,8 +87,17 @@ _DEFAULTS: Final[dict[str, Any]] = {
     "permissions_policy": None,
     "cache_control": "no-store",
 }
+# Framing and content headers are the app's; HSTS is the HTTPS layer's, which never sends it
+# over plain HTTP (RFC 6797 section 7.2), where this layer would.
 _FORBIDDEN_EXTRA: Final = frozenset(
-    {b"content-length", b"transfer-encoding", b"connection", b"content-type", b"set-cookie"}
+    {
+        b"content-length",
+        b"transfer-encoding",
+        b"connection",
+        b"content-type",
+        b"set-cookie",
+        b"strict-transport-security",
+    }
 )
 
 
@@ -146,6 +155,14 @@ def _value(option: str, value: Any) -> str | None:
         return None
     if option == "content_security_policy" and isinstance(value, Mapping):
         return build_csp(value)
+    if option == "content_security_policy" and isinstance(value, str) and _VALUE.fullmatch(value):
+        # A policy string is held to the builder's rules too: "default-src self" would not
+        # mean what it says.
+        directives = [d.split() for d in value.split(";") if d.strip()]
+        table = {d[0]: d[1:] for d in directives}
+        if len(table) != len(directives):
+            raise ConfigurationError(option, "names a directive twice: browsers ignore the second")
+        return build_csp(table)
     if option == "permissions_policy" and isinstance(value, Mapping):
         return _permissions_policy(value)
     if not isinstance(value, str) or not _VALUE.fullmatch(value):
@@ -311,7 +328,7 @@ class SecurityHeadersMiddleware:
             return
         policy = self._policy
         if self._rules is not None:
-            routed = self._rules.match_scope(scope)
+            routed = self._rules.match_scope_or_none(scope)
             if routed is not None:
                 policy = routed
         extra = policy.headers

@@ -136,7 +136,7 @@ class AllowedHostsMiddleware:
             if allowed:
                 await self.app(scope, receive, send)
                 return
-        if self._exempt and self._exempt.match_scope(scope) is not None:
+        if self._exempt and self._exempt.match_scope_or_none(scope) is not None:
             await self.app(scope, receive, send)
             return
         await _NOT_ALLOWED.send(scope, receive, send)

@@ -19,7 +19,6 @@ from ._asgi import (
 from .errors import ConfigurationError
 from .hosts import HostAllowList
 from .routes import RouteTable
-from .target import TargetError
 
 __all__ = ["HTTPSRedirectMiddleware"]
 
@@ -147,10 +146,7 @@ class HTTPSRedirectMiddleware:
             await self.app(scope, receive, send)
 
     def _is_exempt(self, scope: Scope) -> bool:
-        try:
-            return self._exempt.match_scope(scope) is not None
-        except TargetError:  # not read as the app routes it: no exemption, redirect
-            return False
+        return self._exempt.match_scope_or_none(scope) is not None
 
     def _redirect_host(self, scope: Scope) -> str | None:
         if self._host is not None:

@@ -157,7 +157,7 @@ class MetricsMiddleware:
             await self.app(scope, receive, send)
         finally:
             elapsed = self.clock() - started
-            route = self.routes.match_scope(scope) if self.routes else None
+            route = self.routes.match_scope_or_none(scope) if self.routes else None
             self._record(info.code, info.shadow, route or UNMATCHED)
             if self._histogram is not None:
                 app_seconds: float = scope["state"].get(_STATE_KEY, 0.0)

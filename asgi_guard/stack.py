@@ -18,7 +18,7 @@ import msgspec
 from ._asgi import ASGIApp
 from .config import GuardConfig, RouteConfig, resolve
 from .errors import ConfigurationError
-from .ratelimit.parse import parse_limit
+from .ratelimit import is_claim_limit, policy_of
 from .routes import RouteTable, parse_pattern
 
 __all__ = ["ROUTE_RULES", "STACK", "Layer", "Plan", "RouteRule", "build"]
@@ -93,8 +93,14 @@ def _scopes(route: RouteConfig, where: str) -> Any:
 def _limit(route: RouteConfig, where: str) -> Any:
     if route.limit is None:
         return None
-    parse_limit(f"{where}.limit", route.limit)
-    return {"limit": route.limit, "cost": route.cost} if route.cost != 1 else route.limit
+    limit = _builtin(route.limit)
+    policy_of(f"{where}.limit", limit, "", route.cost)
+    return {"limit": limit, "cost": route.cost} if route.cost != 1 else limit
+
+
+def _builtin(value: Any) -> Any:
+    """A limit option as the layer takes it: a string, or a dict for a ClaimLimit."""
+    return msgspec.to_builtins(value) if isinstance(value, msgspec.Struct) else value
 
 
 #: What each route field becomes, checked in this order.
@@ -146,17 +152,40 @@ def _split_limits(plan: Plan) -> tuple[dict[str, Any] | None, dict[str, Any] | N
     for own in ("limit", "rules", "key", "identity_limit"):
         del common[own]
     ip_limits = identity_limits = None
+    limit, identity_limit = _builtin(rl.limit), _builtin(rl.identity_limit)
     if _identity_key(rl.key):
         if rl.identity_limit is not None:
             raise ConfigurationError("rate_limit.identity_limit", "with an identity key, use limit")
-        identity_limits = {"limit": rl.limit, "rules": plan.limit_rules, "key": rl.key, **common}
+        identity_limits = {"limit": limit, "rules": plan.limit_rules, "key": rl.key, **common}
     else:
-        ip_limits = {"limit": rl.limit, "rules": plan.limit_rules, "key": rl.key, **common}
+        _no_claim_limit_before_jwt(limit, plan.limit_rules, plan.cfg.routes)
+        ip_limits = {"limit": limit, "rules": plan.limit_rules, "key": rl.key, **common}
         if rl.identity_limit is not None:
-            identity_limits = {"limit": rl.identity_limit, "rules": {}, "key": "sub", **common}
+            identity_limits = {"limit": identity_limit, "rules": {}, "key": "sub", **common}
     if identity_limits is not None and plan.cfg.jwt is None:
         raise ConfigurationError("rate_limit.key", "identity-keyed limits need a [jwt] section")
     return ip_limits, identity_limits
+
+
+def _no_claim_limit_before_jwt(
+    limit: Any, rules: dict[str, Any], routes: list[RouteConfig]
+) -> None:
+    """Refuse a claim-chosen limit in the IP-keyed layer, which runs before JWT: no verified
+    claim exists there, so every caller would silently get the default."""
+    found = "rate_limit.limit" if is_claim_limit(limit) else None
+    for pattern, value in rules.items():
+        if found is None and (
+            is_claim_limit(value)
+            or (isinstance(value, dict) and is_claim_limit(value.get("limit")))
+        ):
+            index = next((i for i, r in enumerate(routes) if r.path == pattern), None)
+            found = f"rate_limit.rules[{pattern!r}]" if index is None else f"routes[{index}].limit"
+    if found is not None:
+        raise ConfigurationError(
+            found,
+            "a limit chosen by a claim needs the verified token: the IP-keyed limit runs before"
+            ' JWT. Use key = "sub" (or "claim:<name>"), or put it in identity_limit',
+        )
 
 
 def _options(section: Any) -> dict[str, Any]:

@@ -803,6 +803,15 @@ def _headers_groups() -> list[Group]:
     return build()
 
 
+def _ratelimit_decisions() -> Group:
+    from .ratelimit_redis import ratelimit_decisions  # starts a redis-server: only when run
+
+    return ratelimit_decisions()
+
+
+BUILDERS.append((("decision:ratelimit",), _ratelimit_decisions))
+
+
 def build_groups(only: list[str] | None = None) -> list[Group]:
     """Every group, or those whose name starts with one of ``only``."""
     groups: list[Group] = []

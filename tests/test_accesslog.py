@@ -1094,3 +1094,82 @@ def test_timestamps() -> None:
     assert layer.timestamp(1_790_000_000.1239) == "2026-09-21T14:13:20.123Z"
     assert layer.timestamp(1_790_000_000.9999) == "2026-09-21T14:13:20.999Z"
     assert layer.timestamp(1_790_000_001.5) == "2026-09-21T14:13:21.500Z"
+
+
+async def test_a_refusal_after_a_valid_token_records_its_subject(logs: Collect) -> None:
+    """A 403 for a missing scope names the verified token's subject; a refusal of an invalid
+    token names none."""
+    from joserfc.jwk import OctKey
+
+    from .jwt_helpers import NOW, mint
+
+    key = OctKey.import_key(b"k" * 40)
+    guarded = make(
+        JWTAuthMiddleware(
+            RecordingApp(), secret="k" * 40, rules={"/admin": ["admin"]}, clock=lambda: NOW
+        )
+    )
+    token = mint(key, "HS256", sub="alice", scope="orders:read")
+    async with client_for(guarded) as client:
+        refused = await client.get("/admin", headers={"authorization": f"Bearer {token}"})
+        invalid = await client.get("/admin", headers={"authorization": f"Bearer {JWT}"})
+        admitted = await client.get("/orders", headers={"authorization": f"Bearer {token}"})
+    assert (refused.status_code, invalid.status_code, admitted.status_code) == (403, 401, 200)
+    assert [(m["status"], m["code"], m["sub"]) for m in logs.messages] == [
+        (403, "jwt.insufficient_scope", "alice"),
+        (401, "jwt.invalid_signature", None),
+        (200, None, "alice"),
+    ]
+
+
+@pytest.mark.parametrize(
+    ("raw", "logged"),
+    [
+        ("/files/\u202etxt.exe", "/files/\\u202etxt.exe"),  # RIGHT-TO-LEFT OVERRIDE
+        ("/a\u2066b\u2069", "/a\\u2066b\\u2069"),  # isolates
+        ("/a\u200bb\u200d\ufeff", "/a\\u200bb\\u200d\\ufeff"),  # zero-width, BOM
+        ("/a\u061cb\u00adc", "/a\\u061cb\\xadc"),  # Arabic letter mark, soft hyphen
+        ("/a\U000e0041b", "/a\\U000e0041b"),  # a tag character
+        ("/a\U0010fffdb", "/a\\U0010fffdb"),  # private use
+        ("/caf\u00e9/\u65e5\u672c", "/caf\u00e9/\u65e5\u672c"),  # printable text stays
+    ],
+)
+async def test_format_and_bidi_controls_are_escaped(logs: Collect, raw: str, logged: str) -> None:
+    """Unicode format, bidi and other unprintable characters are escaped in every field, so
+    a log viewer cannot show a reordered or hidden line; printable text is kept."""
+    agent = raw.encode()
+    scope = http_scope(headers=[(b"user-agent", agent), (b"x-note", agent)])
+    scope.update(path=raw, raw_path=raw.encode())  # as a server decodes it
+    await Channel().run(make(RecordingApp(), log_headers=["x-note"]), scope)
+    [fields] = logs.messages
+    assert (fields["path"], fields["user_agent"], fields["headers"]["x-note"]) == (logged,) * 3
+
+
+async def test_the_path_is_bounded(logs: Collect) -> None:
+    """A 5 MB path is logged as its first 2048 characters, cut back to a boundary and
+    marked; a path of 2048 characters is logged whole."""
+    layer = make(RecordingApp())
+    await Channel().run(layer, http_scope("/" + "ab/" * 1_700_000))
+    await Channel().run(layer, http_scope("/" + "x" * 2047))
+    long, exact = (m["path"] for m in logs.messages)
+    assert long == "/" + "ab/" * 682 + "[TRUNCATED]"
+    assert exact == "/" + "x" * 2047
+
+
+async def test_a_subject_is_bounded_and_escaped(logs: Collect) -> None:
+    """A token's subject is the issuer's text: it is escaped and cut like any field."""
+
+    class User:
+        is_authenticated = True
+
+        def __init__(self, sub: str) -> None:
+            self.sub = sub
+
+    async def with_user(scope: Any, receive: Any, send: Any) -> None:
+        scope["user"] = User(scope["path"][1:])
+        await RecordingApp()(scope, receive, send)
+
+    layer = make(with_user)
+    await Channel().run(layer, {**http_scope(), "path": "/bob\u202e"})
+    await Channel().run(layer, http_scope("/" + "s" * 300))
+    assert [m["sub"] for m in logs.messages] == ["bob\\u202e", "[TRUNCATED]"]

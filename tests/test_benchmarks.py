@@ -156,3 +156,17 @@ def test_a_case_runs_alone_as_it_does_under_valgrind(capsys: pytest.CaptureFixtu
     """The child mode drives one case of one group and prints nothing."""
     assert instructions_main(["--case", "floor", "1", "20"]) == 0
     assert capsys.readouterr().out == ""
+
+
+def test_headers_and_hosts_groups_run(tmp_path: Path) -> None:
+    """The Host allow-list group runs; the security-header group builds beside the HSTS case."""
+    from benchmarks.groups import build_groups
+
+    [headers] = build_groups(["layer:headers"])
+    assert [c.name for c in headers.cases][1:3] == [
+        "HTTPSRedirect https pass-through + HSTS",
+        "SecurityHeaders, default set (5 headers)",
+    ]
+    assert main(["--quick", "--out", str(tmp_path), "--only", "layer:hosts"]) == 0
+    doc = json.loads((tmp_path / "results.json").read_text())
+    assert [r["case"] for r in doc["results"]][-1] == "AllowedHosts, refused host (400)"

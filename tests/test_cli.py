@@ -113,7 +113,7 @@ def test_check_bad_config_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixt
     code, _, err = run(capsys, "check", "--config", str(path))
     assert (code, err) == (
         2,
-        "asgi-guard: error: routes[0].limit: Expected `str | null`, got `int`\n",
+        "asgi-guard: error: routes[0].limit: Expected `str | object | null`, got `int`\n",
     )
 
 

@@ -185,7 +185,7 @@ def test_environment_supplies_secrets(tmp_path: Path) -> None:
         (
             {"routes": [{"path": "/a", "limit": 5}]},
             {},
-            "routes[0].limit: Expected `str | null`, got `int`",
+            "routes[0].limit: Expected `str | object | null`, got `int`",
         ),
         ({"https": {"hsts_max_age": "long"}}, {}, "https.hsts_max_age: Expected `int`, got `str`"),
         ({"https": {"hsts_maxage": 1}}, {}, "https: Object contains unknown field `hsts_maxage`"),
@@ -306,6 +306,7 @@ def test_check_clean_config() -> None:
         ({"validation": {"max_body_size": 50 * 1024 * 1024}}, "AG013", "warning"),
         ({"access_log": None}, "AG014", "warning"),
         ({"access_log": {"exclude": ["/health"]}}, "AG015", "warning"),
+        ({"hosts": None, "https": {"exempt": ["/health"]}}, "AG024", "warning"),
         (
             {"access_log": {}, "routes": [{"path": "GET /oauth/authorize", "log": False}]},
             "AG015",

@@ -98,7 +98,11 @@ async def test_options_override_and_remove() -> None:
         cross_origin_resource_policy="",
         cross_origin_opener_policy="same-origin",
         cross_origin_embedder_policy="require-corp",
-        permissions_policy={"camera": [], "geolocation": ["self", "https://maps.example"]},
+        permissions_policy={
+            "camera": [],
+            "geolocation": ["self", "https://maps.example"],
+            "fullscreen": "*",
+        },
         cache_control="no-store, max-age=0",
         extra={"X-Permitted-Cross-Domain-Policies": "none"},
     )
@@ -110,7 +114,10 @@ async def test_options_override_and_remove() -> None:
         (b"referrer-policy", b"no-referrer, strict-origin-when-cross-origin"),
         (b"cross-origin-opener-policy", b"same-origin"),
         (b"cross-origin-embedder-policy", b"require-corp"),
-        (b"permissions-policy", b'camera=(), geolocation=(self "https://maps.example")'),
+        (
+            b"permissions-policy",
+            b'camera=(), geolocation=(self "https://maps.example"), fullscreen=*',
+        ),
         (b"x-permitted-cross-domain-policies", b"none"),
         (b"cache-control", b"no-store, max-age=0"),
     ]
@@ -251,6 +258,13 @@ def test_route_headers_need_the_section() -> None:
         ({"content_security_policy": {"script-src": ["a.example;b"]}}, "separator"),
         ({"content_security_policy": {"Script Src": ["'self'"]}}, "directive name"),
         ({"content_security_policy": {}}, "has no directives"),
+        ({"content_security_policy": ";"}, "has no directives"),
+        ({"content_security_policy": "default-src self"}, "must be quoted"),
+        ({"content_security_policy": "img-src 'self'; img-src data:"}, "directive twice"),
+        ({"content_security_policy": "default-src 'self', img-src *"}, "separator"),
+        ({"extra": {"Strict-Transport-Security": "max-age=1"}}, "is not a header this layer"),
+        ({"content_security_policy": {"img-src": ["data:\n"]}}, "is not a source expression"),
+        ({"permissions_policy": {"Camera Roll": []}}, "is not a feature name"),
         ({"permissions_policy": {"camera": ["none"]}}, "permissions_policy['camera']"),
         ({"extra": {"Content-Length": "0"}}, "extra['Content-Length']"),
         ({"extra": {"X-Frame-Options": "DENY"}}, "has an option of its own"),
@@ -340,3 +354,26 @@ async def test_fastapi_docs_route_gets_its_csp() -> None:
     assert docs.text == docs_html.decode()  # the hashed page is the one served
     assert docs.headers["content-security-policy"] == csp
     assert data.headers["content-security-policy"] == "default-src 'none'; frame-ancestors 'none'"
+
+
+async def test_litestar_schema_pages_get_their_csp() -> None:
+    """Litestar's schema pages get the rule's CSP under one pattern; its API keeps the default."""
+    from litestar import Litestar, get
+
+    @get("/items", sync_to_thread=False)
+    def items() -> list[int]:
+        return [1]
+
+    schema_csp = "default-src 'none'; script-src 'unsafe-inline'; frame-ancestors 'none'"
+    stack = SecurityHeadersMiddleware(
+        Litestar([items], logging_config=None),  # type: ignore[arg-type]
+        rules={"GET /schema/{rest:path}": {"content_security_policy": schema_csp}},
+    )
+    async with client_for(stack) as client:
+        pages = [await client.get(p) for p in ("/schema", "/schema/swagger", "/schema/redoc")]
+        api = await client.get("/items")
+    for page in pages:
+        assert page.status_code == 200
+        assert page.headers["content-type"].startswith("text/html")
+        assert page.headers.get_list("content-security-policy") == [schema_csp]
+    assert api.headers["content-security-policy"] == "default-src 'none'; frame-ancestors 'none'"

@@ -173,12 +173,25 @@ def test_bad_allow_lists_refused(allowed: list[Any], message: str) -> None:
     assert message in str(info.value)
 
 
+def test_check_warns_without_a_host_list_behind_a_proxy() -> None:
+    """check: AG024 behind a proxy with neither [hosts] nor https.allowed_hosts, else silent."""
+    from asgi_guard import check
+
+    def codes(config: dict[str, Any]) -> list[str]:
+        return [f.code for f in check(config, environ={}) if f.code == "AG024"]
+
+    assert codes({"proxy": {}, "https": {}}) == ["AG024"]
+    assert codes({"proxy": {}, "https": {"allowed_hosts": ["a.example"]}}) == []
+    assert codes({"proxy": {}, "hosts": {"allowed": ["a.example"]}}) == []
+    assert codes({"https": {}}) == []
+
+
 def test_one_string_is_one_host() -> None:
     """A single string is one host name, not a list of characters."""
-    assert (
-        "api.example.com"
-        in AllowedHostsMiddleware(RecordingApp(), allowed="api.example.com").allowed
-    )
+    allowed = AllowedHostsMiddleware(RecordingApp(), allowed="api.example.com").allowed
+    assert "api.example.com" in allowed
+    assert "a" not in allowed
+    assert b"api.example.com" not in allowed  # only decoded names are compared
 
 
 async def test_guard_places_hosts_inside_the_log_and_defaults_redirect_hosts(
@@ -196,7 +209,7 @@ async def test_guard_places_hosts_inside_the_log_and_defaults_redirect_hosts(
     with caplog.at_level(logging.INFO, logger="tests.hosts.access"):
         sent = await answer(stack, [(b"host", b"evil.example")], client="203.0.113.9")
     assert sent[0]["status"] == 400
-    [record] = caplog.records
+    [record] = [r for r in caplog.records if r.name == "tests.hosts.access"]
     assert (record.status, record.code) == (400, "host.not_allowed")  # type: ignore[attr-defined]
     # /health is exempt from the Host check, but a redirect may point only to an allowed host.
     ip = [(b"host", b"10.0.0.5")]
@@ -313,3 +326,30 @@ async def test_metrics_count_host_refusals_as_the_host_layers() -> None:
     DECISIONS.clear()
     await answer(stack, [(b"host", b"api.example.com")])
     assert [(d.layer, d.code) for d in DECISIONS] == [("host", "ok"), ("https", "ok")]
+
+
+@pytest.mark.parametrize("http", ["h11", "httptools"])
+def test_websocket_to_a_foreign_host_refused_by_real_uvicorn(http: str) -> None:
+    """Through real uvicorn, an upgrade naming a foreign host is answered 400 host.not_allowed
+    before any handshake; one naming the allowed host is switched to a websocket."""
+    import socket
+
+    from .conftest import uvicorn_server
+
+    app = RecordingApp()
+    upgrade = (
+        b"GET /ws HTTP/1.1\r\nHost: %s\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+        b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+    )
+    with uvicorn_server(AllowedHostsMiddleware(app, allowed=["api.example.com"]), http) as port:
+        refused = _exchange(port, upgrade % b"evil.example")
+        assert app.calls == 0
+        with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
+            sock.sendall(upgrade % b"api.example.com")
+            accepted = sock.recv(65536)  # the 101 (the server then waits for a close frame)
+    head, _, body = refused.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 400 ")
+    assert b"content-type: application/problem+json" in head.lower()
+    assert orjson.loads(body) == REFUSAL
+    assert accepted.startswith(b"HTTP/1.1 101 ")
+    assert app.calls == 1

@@ -290,7 +290,7 @@ async def test_long_identities_are_hashed(limiter: Any, app: RecordingApp) -> No
     """A huge identifier is hashed to a bounded key."""
     mw = limiter(app, limit="1/minute", key="header:x-api-key")
     assert (await drive(mw, http_scope(headers=[(b"x-api-key", b"a" * 5000)])))[0] == 200
-    assert all(len(key) < 120 for key in mw.storage.data)
+    assert all(len(key) < 120 for key in mw.storage.held_keys())
 
 
 # --- shadow, websockets, outages ---------------------------------------------------------------
@@ -423,10 +423,10 @@ async def test_memory_storage_stays_bounded(limiter: Any, app: RecordingApp) -> 
     mw = limiter(app, limit="5/second", headers=False, clock=lambda: clock[0])
     for i in range(100_000):
         await drive(mw, http_scope(client=f"10.{i >> 16}.{(i >> 8) & 255}.{i & 255}"))
-    assert len(mw.storage.data) == 100_000
+    assert len(mw.storage) == 100_000
     clock[0] += 3.0
     steps = 0
-    while len(mw.storage.data) > 1:
+    while len(mw.storage) > 1:
         await drive(mw, http_scope(client="192.0.2.200"))
         steps += 1
     assert steps == 100  # 1,000 keys a step

@@ -235,3 +235,52 @@ async def test_inner_refusal_shows_the_refusing_limit_once() -> None:
     assert orjson.loads(sent[1]["body"])["code"] == "ratelimit.exceeded"
     assert refused["state"]["asgi_guard"].ratelimit == (1, 0, 60)
     assert app.calls == 1
+
+
+async def test_guard_stack_shows_one_pair_for_the_tightest_limit() -> None:
+    """guard() with an IP limit and an identity limit: each response carries one RateLimit
+    pair, the tightest's, and the access-log record holds the same figures."""
+    import logging
+
+    from asgi_guard import guard
+    from asgi_guard.devkeys import (
+        DEV_AUDIENCE,
+        DEV_ISSUER,
+        generate_keys,
+        mint_token,
+        public_jwks,
+    )
+
+    from .conftest import client_for
+
+    keys = generate_keys()
+    config = {
+        "access_log": {"logger": "test.ratelimit.access"},
+        "rate_limit": {
+            "limit": "5/minute",
+            "identity_limit": "2/hour",
+            "strategy": "moving-window",
+        },
+        "jwt": {"jwks": public_jwks(keys), "issuer": DEV_ISSUER, "audience": DEV_AUDIENCE},
+    }
+    records: list[logging.LogRecord] = []
+    handler = logging.Handler()
+    handler.emit = records.append  # type: ignore[method-assign,assignment]
+    logger = logging.getLogger("test.ratelimit.access")
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    headers = {"authorization": f"Bearer {mint_token(keys, sub='carol')}"}
+    try:
+        async with client_for(guard(RecordingApp(), config, environ={})) as client:
+            responses = [await client.get("/items", headers=headers) for _ in range(3)]
+    finally:
+        logger.removeHandler(handler)
+    assert [r.status_code for r in responses] == [200, 200, 429]
+    assert [r.headers.get_list("ratelimit") for r in responses] == [
+        ['"2-per-3600s";r=1;t=3600'],  # identity: 1 left of 2, IP: 4 of 5
+        ['"2-per-3600s";r=0;t=3600'],
+        ['"2-per-3600s";r=0;t=3600'],  # refused by the identity limit
+    ]
+    assert [len(r.headers.get_list("ratelimit-policy")) for r in responses] == [1, 1, 1]
+    logged = [orjson.loads(r.getMessage())["ratelimit"] for r in records]
+    assert logged == [[2, 1, 3600], [2, 0, 3600], [2, 0, 3600]]

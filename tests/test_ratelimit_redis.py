@@ -244,3 +244,27 @@ async def test_open_mode_without_storage_logs_once(
     mw = build(limit="1/minute", storage=f"redis://127.0.0.1:{free_port()}/0")
     assert await burst([mw], 10) == [200] * 10
     assert len([r for r in caplog.records if r.name == "asgi_guard.ratelimit"]) == 1
+
+
+@pytest.mark.parametrize("strategy", STRATEGIES)
+async def test_redis_scripts_decide_as_the_memory_counters(redis_url: str, strategy: str) -> None:
+    """Random decisions (several limits, costs, fractional and whole instants) get the same
+    verdicts and figures from the Redis script as from the in-process counters."""
+    import random
+
+    from asgi_guard.ratelimit.memory import MemoryCounters
+    from asgi_guard.ratelimit.redis import RedisCounters
+
+    rng = random.Random(strategy)
+    redis = RedisCounters(redis_url, strategy, 5.0)
+    memory = MemoryCounters(strategy)
+    stem = f"{redis.prefix}d/{uuid.uuid4().hex}}}"
+    now = 1_800_000_000_000 + rng.randrange(60_000)
+    try:
+        for _ in range(300):
+            now += rng.choice([0, 1, 250, 999, 1000, rng.randrange(5000)])
+            items = [(stem + "/3/2", 3, 2000), (stem + "/5/10", 5, 10_000)]
+            cost = rng.choice([1, 1, 1, 2, 6])
+            assert await redis.decide(items, cost, now) == memory.decide(items, cost, now)
+    finally:
+        await redis.aclose()

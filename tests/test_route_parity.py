@@ -14,9 +14,11 @@ import asyncio
 import itertools
 import re
 import socket
+import ssl
 import threading
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -46,13 +48,17 @@ def _auth() -> str:
 
 
 class Server:
-    """A guarded app behind a real uvicorn in a thread, with one HTTP parser."""
+    """A guarded app behind a real uvicorn in a thread, with one HTTP parser (and TLS when
+    given a certificate and key)."""
 
-    def __init__(self, framework: str, http: str) -> None:
+    def __init__(self, framework: str, http: str, tls: tuple[Path, Path] | None = None) -> None:
         import uvicorn
 
         self.framework = framework
         self.port = free_port()
+        self.tls: ssl.SSLContext | None = None
+        if tls is not None:
+            self.tls = ssl.create_default_context(cafile=str(tls[0]))
         config = uvicorn.Config(
             guard(FRAMEWORKS[framework](), CONFIG_BY_CLIENT),
             host="127.0.0.1",
@@ -62,6 +68,8 @@ class Server:
             lifespan="off",
             log_level="critical",
             access_log=False,
+            ssl_certfile=str(tls[0]) if tls else None,
+            ssl_keyfile=str(tls[1]) if tls else None,
         )
         self.server = uvicorn.Server(config)
         self.thread = threading.Thread(target=self.server.run, daemon=True)
@@ -92,7 +100,12 @@ class Server:
         if body or method in ("POST", "PUT", "post"):
             lines.append(f"content-length: {len(body)}")
         raw = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + body
-        with socket.create_connection(("127.0.0.1", self.port), timeout=10) as sock:
+        with (
+            socket.create_connection(("127.0.0.1", self.port), timeout=10) as plain,
+            plain
+            if self.tls is None
+            else self.tls.wrap_socket(plain, server_hostname="127.0.0.1") as sock,
+        ):
             sock.sendall(raw)
             data = b""
             while not (websocket and b"\r\n\r\n" in data):
@@ -202,6 +215,45 @@ def test_no_token_reaches_no_protected_handler(server: Server) -> None:
     assert wrong == []
 
 
+def _issue_examples(server: Server) -> list[tuple[int, str | None]]:
+    """The attacks of the report that asked for route parity, as an attacker sent them."""
+    without_admin = f"authorization: Bearer {token(AUDIENCE, 'items files')}"
+    return [
+        # a token without the admin scope
+        server.send("GET", "admin", (without_admin, _client())),
+        # a body the schema forbids, no write scope, past the route's limit
+        *[
+            server.send(
+                "POST",
+                "orders",
+                (without_admin, _client(), "content-type: application/json"),
+                INVALID_ORDER,
+            )
+            for _ in range(ORDERS_LIMIT + 1)
+        ],
+        # no token at all, under jwt.default = "public"
+        server.send("GET", "admin", (_client(),)),
+        # Starlette and FastAPI: a newline after the path
+        server.send("GET", "/admin%0A", (_client(),)),
+    ]
+
+
+def test_issue_examples_are_refused(server: Server) -> None:
+    """Each attack is answered 400 before any handler, with either parser."""
+    assert _issue_examples(server) == [(400, None)] * (ORDERS_LIMIT + 4)
+
+
+def test_issue_examples_are_refused_over_tls(tmp_path_factory: pytest.TempPathFactory) -> None:
+    """Over TLS the h11 parser passes the same targets on, and they are refused the same way."""
+    from .test_cli import _self_signed
+
+    tls = Server("litestar", "h11", _self_signed(tmp_path_factory.mktemp("tls")))
+    try:
+        assert _issue_examples(tls) == [(400, None)] * (ORDERS_LIMIT + 4)
+    finally:
+        tls.stop()
+
+
 def test_orders_schema_holds_on_every_variant(server: Server) -> None:
     """A body the orders schema refuses never reaches the orders handler, whatever the target."""
     auth = _auth()
@@ -253,6 +305,34 @@ WS_TARGETS = [
     "/ws", "ws", "//ws", "/ws/", "/ws//", "/ws%0A", "/ws%00", "/WS", "/ws;x", "/x/../ws",
     "/%77s", "http://127.0.0.1/ws",
 ]  # fmt: skip
+
+
+WIRE_SEGMENTS = st.sampled_from(
+    ["admin", "orders", "items", "1", "files", "sub", "x", "ADMIN", "", ".", "..", "%2e%2e",
+     "%2F", "%2fadmin", "admin%00", "admin%0A", "admin%0d", "admin;x", "%61dmin", "admin%20"]
+)  # fmt: skip
+
+
+@settings(
+    max_examples=25,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
+)
+@given(
+    lead=st.sampled_from(["/", "", "//"]),
+    segments=st.lists(WIRE_SEGMENTS, max_size=4),
+    method=st.sampled_from(["GET", "HEAD", "POST", "get"]),
+)
+def test_generated_targets_on_the_wire_reach_no_protected_handler_without_a_token(
+    server: Server, lead: str, segments: list[str], method: str
+) -> None:
+    """Generated targets, percent-encoded as a client may send them, never reach a protected
+    handler without a token, through either parser."""
+    target = lead + "/".join(segments)
+    status, ran = server.send(
+        method, target or "/", (_client(),), b"{}" if method == "POST" else b""
+    )
+    assert ran not in PROTECTED, (method, target, status)
 
 
 def _handshake(server: Server, target: str, *headers: str) -> int:

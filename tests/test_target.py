@@ -11,11 +11,15 @@ import pytest
 
 from asgi_guard import (
     AccessLogMiddleware,
+    AllowedHostsMiddleware,
     ConfigurationError,
+    Decision,
     HTTPSRedirectMiddleware,
     JWTAuthMiddleware,
+    MetricsMiddleware,
     RateLimitMiddleware,
     RouteTable,
+    SecurityHeadersMiddleware,
     ValidationMiddleware,
     guard,
 )
@@ -185,6 +189,42 @@ async def test_https_exemption_never_holds_for_an_unreadable_target() -> None:
     assert sent[0]["status"] == 308
     assert (b"location", b"https://example.com/health") in sent[0]["headers"]
     assert app.calls == 1
+
+
+async def test_host_exemption_never_holds_for_an_unreadable_target() -> None:
+    """A Host-exempt route reached through an unreadable path is refused like any other."""
+    app = RecordingApp()
+    layer = AllowedHostsMiddleware(app, allowed=["example.com"], exempt=["/health"])
+    foreign = [(b"host", b"evil.example")]
+    ok = await Channel().run(layer, http_scope("/health", headers=foreign))
+    sent = await Channel().run(layer, http_scope("/health\n", headers=foreign))
+    assert (ok[0]["status"], sent[0]["status"], app.calls) == (200, 400, 1)
+
+
+async def test_route_headers_fall_to_the_default_for_an_unreadable_target() -> None:
+    """A per-route header policy is not chosen for an unreadable path: the default applies."""
+    layer = SecurityHeadersMiddleware(RecordingApp(), rules={"/docs": {"frame_options": None}})
+
+    async def frame_options(path: str) -> bytes | None:
+        sent = await Channel().run(layer, http_scope(path))
+        return dict(sent[0]["headers"]).get(b"x-frame-options")
+
+    assert [await frame_options(p) for p in ("/docs", "/docs\n", "docs")] == [
+        None,
+        b"DENY",
+        b"DENY",
+    ]
+
+
+async def test_metrics_label_an_unreadable_target_as_no_route() -> None:
+    """The metrics layer records an unreadable target under route '*', never raising."""
+    seen: list[Decision] = []
+    layer = MetricsMiddleware(
+        RecordingApp(), layers=["jwt"], routes=["/admin"], otel=False, on_decision=seen.append
+    )
+    await Channel().run(layer, http_scope("/admin"))
+    await Channel().run(layer, http_scope("admin"))
+    assert [d.route for d in seen] == ["/admin", "*"]
 
 
 @pytest.fixture

@@ -21,7 +21,6 @@ from .._asgi import (
 )
 from ..errors import ConfigurationError
 from ..routes import RouteTable
-from ..target import TargetError
 from . import redaction
 from .handler import OUTPUTS, Output, prepare_output
 from .redaction import CREDENTIAL_SHAPES, bounded, normalise, redact_header, sensitive_name
@@ -153,12 +152,9 @@ class AccessLogMiddleware(RecordWriter):
             return
         exchange = _Exchange(self, scope, send)
         # Matched now: a router inside may rewrite the scope's root_path before the record.
+        # An unreadable target (asgi_guard.target) is never quiet.
         if self._exclude is not None:
-            try:
-                quiet = self._exclude.match_scope(scope) is not None
-            except TargetError:  # not read as the app routes it: logged, never quiet
-                quiet = False
-            exchange.quiet = quiet
+            exchange.quiet = self._exclude.match_scope_or_none(scope) is not None
         token = request_id_var.set(exchange.request_id)
         try:
             await self.app(scope, receive, exchange.send)

@@ -2,11 +2,14 @@
 
 ``keys`` turns a request into a counter key; ``windows`` holds the strategies' arithmetic;
 ``memory`` and ``redis`` count (one atomic step per decision); ``breaker`` handles a failing
-storage; ``parse`` reads limit strings; ``fields`` merges the RateLimit fields of several layers; ``middleware`` is the layer.
+storage; ``fields`` merges the RateLimit fields of several layers; ``policies`` chooses a
+request's limit (static, or per caller); ``middleware`` is the layer.
 """
 
 from .memory import MemoryCounters
 from .middleware import RateLimitMiddleware
-from .parse import parse_limit
+from .policies import is_claim_limit, parse_limit, policy_of
 
-__all__ = ["MemoryCounters", "RateLimitMiddleware", "parse_limit"]
+_parse_limit = parse_limit
+
+__all__ = ["MemoryCounters", "RateLimitMiddleware", "_parse_limit", "is_claim_limit", "policy_of"]

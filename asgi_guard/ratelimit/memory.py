@@ -8,6 +8,10 @@ one one-second bucket of a timing wheel (the second it was due to expire when la
 sweep step takes at most ``sweep_batch`` keys from due buckets, deletes the expired ones and
 refiles the rest. No step scans the whole table, so the sweep never stalls the loop, whatever
 the number of clients (see the benchmarks for the worst step at a million clients).
+
+The table itself is 256 dicts chosen by the key's hash: a Python dict grows by copying every
+entry, which at a million clients stalls one insertion for tens of milliseconds; a shard holds
+a 256th of them.
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ __all__ = ["MemoryCounters"]
 SWEEP_BATCH: Final = 1000
 #: Milliseconds between sweep steps when no backlog is left.
 SWEEP_INTERVAL: Final = 1000
+_SHARDS: Final = 256
 
 Item = tuple[str, int, int]  # (key, limit, window ms)
 Decision = tuple[bool, list[tuple[int, int]]]
@@ -41,13 +46,21 @@ class MemoryCounters:
         if strategy not in (FIXED, MOVING, SLIDING):
             raise ValueError(strategy)
         self.strategy = strategy
-        self.data: dict[str, list[int]] = {}
+        self._shards: list[dict[str, list[int]]] = [{} for _ in range(_SHARDS)]
         self.sweep_batch = sweep_batch
         self._wheel: dict[int, list[str]] = {}
         self._seconds: list[int] = []  # heap of the wheel's bucket seconds
         self._due: list[str] = []  # keys of the bucket being swept
         self._next_sweep = 0
         self.largest_step = 0  # most keys examined by one sweep step (for the benchmarks)
+
+    def __len__(self) -> int:
+        """Keys held."""
+        return sum(map(len, self._shards))
+
+    def held_keys(self) -> list[str]:
+        """Every key held (for tests and inspection)."""
+        return [key for shard in self._shards for key in shard]
 
     def _file(self, key: str, expires: int) -> None:
         second = expires // 1000
@@ -61,7 +74,7 @@ class MemoryCounters:
         """One bounded sweep step at ``now`` (ms): at most ``sweep_batch`` keys. Returns how
         many keys it examined."""
         budget = self.sweep_batch
-        data, due, seconds = self.data, self._due, self._seconds
+        shards, due, seconds = self._shards, self._due, self._seconds
         limit_second = now // 1000
         while budget:
             if not due:
@@ -70,11 +83,12 @@ class MemoryCounters:
                 due = self._due = self._wheel.pop(heapq.heappop(seconds))
             key = due.pop()
             budget -= 1
-            entry = data.get(key)
+            shard = shards[hash(key) & (_SHARDS - 1)]
+            entry = shard.get(key)
             if entry is None:
                 continue
             if entry[0] <= now:
-                del data[key]
+                del shard[key]
             else:
                 self._file(key, entry[0])
         examined = self.sweep_batch - budget
@@ -84,9 +98,10 @@ class MemoryCounters:
         return examined
 
     def _entry(self, key: str, fresh: list[int]) -> list[int]:
-        entry = self.data.get(key)
+        shard = self._shards[hash(key) & (_SHARDS - 1)]
+        entry = shard.get(key)
         if entry is None:
-            entry = self.data[key] = fresh
+            entry = shard[key] = fresh
             self._file(key, fresh[0])
         return entry
 
@@ -100,9 +115,9 @@ class MemoryCounters:
         strategy = self.strategy
         raws: list[Any] = []
         admitted = True
-        data = self.data
+        shards = self._shards
         for key, limit, window in items:
-            entry = data.get(key)
+            entry = shards[hash(key) & (_SHARDS - 1)].get(key)
             if strategy == SLIDING:
                 index = now // window
                 prev = curr = 0

@@ -8,7 +8,6 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Any, Final, Literal
 
-from limits import RateLimitItem
 from limits.errors import ConfigurationError as LimitsConfigurationError
 from limits.storage import storage_from_string
 
@@ -20,7 +19,7 @@ from .breaker import Breaker
 from .fields import Shown, tighter
 from .keys import KeyFunc, encode_id, key_function
 from .memory import MemoryCounters
-from .parse import parse_limit as _parse_limit
+from .policies import NO_LIMIT, CallerPolicy, Policy, is_claim_limit, policy_of
 from .windows import STRATEGIES
 
 __all__ = ["RateLimitMiddleware"]
@@ -33,31 +32,9 @@ _EXCEEDED: Final = Problem(
 _UNAVAILABLE: Final = Problem(
     503, "ratelimit.unavailable", "Service Unavailable", "Rate limiting is unavailable."
 )
+_POLICY_ERROR: Final = "ratelimit.policy_error"
 _EXEMPT: Final = "exempt"
 _ON_ERROR: Final = ("open", "closed", "local")
-
-
-class _Policy:
-    """The limits of one route (or of the default), with precomputed key parts and headers."""
-
-    __slots__ = ("bucket", "cost", "limits", "local", "names", "policy_headers", "suffixes")
-
-    def __init__(self, items: list[RateLimitItem], bucket: str, cost: int) -> None:
-        self.bucket = bucket
-        self.cost = cost
-        #: (limit, window in ms) per limit
-        self.limits = [(item.amount, item.get_expiry() * 1000) for item in items]
-        self.suffixes = [f"/{item.amount}/{item.get_expiry()}" for item in items]
-        self.local = self.limits
-        # RateLimit-Policy items: "name";q=<quota>;w=<window seconds> (structured fields).
-        self.names = [b"%d-per-%ds" % (item.amount, item.get_expiry()) for item in items]
-        self.policy_headers = [
-            b'"%s";q=%d;w=%d' % (name, item.amount, item.get_expiry())
-            for name, item in zip(self.names, items, strict=True)
-        ]
-
-
-_NO_LIMIT: Final = _Policy([], "", 0)
 
 
 def _counters(uri: Any, strategy: str, timeout: float) -> Any:
@@ -114,8 +91,16 @@ class RateLimitMiddleware:
     Args:
         limit: default limit for routes no rule matches, e.g. ``"100/minute"`` or
             ``"10/second; 1000/hour"`` (all enforced); None limits only the ``rules`` routes.
-        rules: route pattern -> limit string, ``"exempt"``, or a dict with ``limit``, ``cost``
-            and ``group`` (rules sharing a group name share counters).
+            Per caller: ``{"claim": "plan", "values": {"pro": "1000/minute"}, "default":
+            "10/minute"}`` (a claim of the verified token chooses; place the layer after
+            JWTAuthMiddleware), or a callable ``(scope) -> str``, sync or async.
+        rules: route pattern -> a limit (as ``limit``), ``"exempt"``, or a dict with ``limit``,
+            ``cost``, ``group`` (rules sharing a group name share counters) and ``exempt``.
+        cost: hits a request of the default limit counts for: a whole number >= 1, or a
+            callable ``(scope) -> int``, sync or async.
+        exempt: a callable ``(scope) -> bool``, sync or async: True lets the request through
+            uncounted. A callable that raises or answers the wrong type fails the request
+            (the exception propagates, a 500): it never admits a request unlimited.
         strategy: ``"sliding-window"``, ``"moving-window"`` or ``"fixed-window"``.
         storage: a storage URI; on Redis, ``?max_connections=N`` bounds the calls in flight
             per process (32 by default; the others wait their turn).
@@ -139,8 +124,10 @@ class RateLimitMiddleware:
         self,
         app: ASGIApp,
         *,
-        limit: str | None = None,
+        limit: str | Mapping[str, Any] | Callable[[Scope], Any] | None = None,
         rules: Mapping[str, Any] | None = None,
+        cost: int | Callable[[Scope], Any] = 1,
+        exempt: Callable[[Scope], Any] | None = None,
         strategy: Literal["sliding-window", "moving-window", "fixed-window"] = "sliding-window",
         storage: str = "memory://",
         key: str | KeyFunc = "ip",
@@ -188,30 +175,32 @@ class RateLimitMiddleware:
         self._breaker = Breaker()
         self._local = MemoryCounters(strategy) if on_storage_error == "local" else None
 
-        self._default = None if limit is None else _Policy(_parse_limit("limit", limit), "d", 1)
-        policies: dict[str, _Policy] = {}
+        self._default: Policy | CallerPolicy | None = None
+        if limit is not None or callable(cost) or exempt is not None:
+            if limit is None:
+                raise ConfigurationError("limit", "cost= and exempt= apply to limit=: give one")
+            self._default = policy_of("limit", limit, "d", cost, exempt, processes)
+        elif cost != 1:
+            raise ConfigurationError("cost", "applies to limit=: give one")
+        policies: dict[str, Policy | CallerPolicy] = {}
         for index, (pattern, value) in enumerate((rules or {}).items()):
             option = f"rules[{pattern!r}]"
             if value == _EXEMPT:
-                policies[pattern] = _NO_LIMIT
+                policies[pattern] = NO_LIMIT
                 continue
-            cost, group = 1, None
-            if isinstance(value, Mapping):
-                unknown = set(value) - {"limit", "cost", "group"}
+            rule_cost, group, rule_exempt = 1, None, None
+            if isinstance(value, Mapping) and not is_claim_limit(value):
+                unknown = set(value) - {"limit", "cost", "group", "exempt"}
                 if unknown:
                     raise ConfigurationError(option, f"unknown keys {sorted(unknown)}")
-                cost, group, value = value.get("cost", 1), value.get("group"), value.get("limit")
-                if not isinstance(cost, int) or isinstance(cost, bool) or cost < 1:
-                    raise ConfigurationError(option, "cost must be a whole number >= 1")
+                rule_cost = value.get("cost", 1)
+                group, rule_exempt = value.get("group"), value.get("exempt")
+                value = value.get("limit")
                 if group is not None and not isinstance(group, str):
                     raise ConfigurationError(option, "group must be a string")
             bucket = f"g{encode_id(group)}" if group else f"r{index}"
-            policies[pattern] = _Policy(_parse_limit(option, value), bucket, cost)
-        for policy in [self._default, *policies.values()]:
-            if policy is not None:
-                # The local fallback: each process's share, never below one request.
-                policy.local = [(max(1, n // processes), w) for n, w in policy.limits]
-        self._rules: RouteTable[_Policy] = RouteTable(policies, option="rules")
+            policies[pattern] = policy_of(option, value, bucket, rule_cost, rule_exempt, processes)
+        self._rules: RouteTable[Policy | CallerPolicy] = RouteTable(policies, option="rules")
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]
@@ -225,9 +214,24 @@ class RateLimitMiddleware:
             except TargetError as error:  # a path the app may route elsewhere: no policy fits
                 await error.problem.send(scope, receive, send)
                 return
-        if policy is None or policy is _NO_LIMIT:
+        if policy is None or policy is NO_LIMIT:
             await self.app(scope, receive, send)
             return
+        if policy.__class__ is CallerPolicy:
+            assert isinstance(policy, CallerPolicy)
+            try:
+                policy, cost = await policy.choose(scope)
+            except Exception:
+                # The app's own callable failed: the error propagates (a 500, as from the app),
+                # and the record says which layer it stopped in; never an unlimited admit.
+                request_info(scope).code = _POLICY_ERROR
+                raise
+            if policy is NO_LIMIT:
+                await self.app(scope, receive, send)
+                return
+        else:
+            assert isinstance(policy, Policy)
+            cost = policy.cost
 
         now = self.clock()
         now_ms = round(now * 1000)
@@ -238,7 +242,7 @@ class RateLimitMiddleware:
         ]
         shown = True
         if self._memory:
-            admitted, figures = self.storage.decide(items, policy.cost, now_ms)
+            admitted, figures = self.storage.decide(items, cost, now_ms)
         else:
             breaker = self._breaker
             ticket = breaker.ticket(now)
@@ -247,7 +251,7 @@ class RateLimitMiddleware:
                 try:
                     if breaker.is_probe(ticket):
                         await self.storage.discard_idle()
-                    decision = await self.storage.decide(items, policy.cost, now_ms)
+                    decision = await self.storage.decide(items, cost, now_ms)
                 except Exception as error:  # every client error is a storage failure, never a 500
                     breaker.failure(ticket, self.clock(), error)
                 else:
@@ -260,7 +264,7 @@ class RateLimitMiddleware:
                 items = [
                     (key, n, w) for (key, _, _), (n, w) in zip(items, policy.local, strict=True)
                 ]
-                decision = self._local.decide(items, policy.cost, now_ms)
+                decision = self._local.decide(items, cost, now_ms)
                 shown = False
             admitted, figures = decision
 

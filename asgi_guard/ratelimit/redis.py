@@ -10,10 +10,11 @@ flight per process (32 unless the URI says ``?max_connections=N``) and the other
 turn; the client's pool is sized to match, so it never refuses a connection under a burst.
 
 ``storage_timeout`` measures the storage, not the event loop. While calls are pending, a
-heartbeat every 10 ms measures how late the loop runs it; that lateness is time the loop was
-busy, and it is not counted. A call fails when it has waited ``storage_timeout`` of the rest
-and no call has had an answer from the storage in that time. The check runs one iteration after
-its timer, so replies read during a stalled iteration count first.
+heartbeat every 10 ms measures how much of each interval the loop was busy: the CPU time its
+thread used, or how late the heartbeat ran if that is more (a stalled or descheduled loop).
+That time is not counted. A call fails when it has waited ``storage_timeout`` of the rest and
+no call has had an answer from the storage in that time. The check runs one iteration after its
+timer, so replies read during a stalled iteration count first.
 A socket timeout of ten timeouts (at least 5 s) bounds a call that a single hung node of a
 cluster keeps waiting while the other nodes answer.
 """
@@ -21,6 +22,7 @@ cluster keeps waiting while the other nodes answer.
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Sequence
 from typing import Any, Final
 from urllib.parse import unquote, urlsplit
@@ -188,7 +190,8 @@ class RedisCounters:
         self._loading = asyncio.Lock()
         self._slots = asyncio.Semaphore(connections)
         self._last_reply = 0.0  # on the loop's clock minus busy time
-        self.busy = 0.0  # seconds the loop ran the heartbeat late while calls were pending
+        self.busy = 0.0  # seconds the loop was busy while calls were pending
+        self._beat_at = self._beat_cpu = 0.0  # the last heartbeat: loop time, thread CPU time
         self._pending = 0
         self._beat: asyncio.TimerHandle | None = None
         self.prefix = "ag" + strategy[0] + ":{"  # ags / agm / agf: one key type each
@@ -202,14 +205,16 @@ class RedisCounters:
         loop = asyncio.get_running_loop()
         self._pending += 1
         if self._beat is None:
-            self._beat = loop.call_at(loop.time() + _BEAT, self._heartbeat, loop)
+            self._beat_at, self._beat_cpu = loop.time(), time.thread_time()
+            self._beat = loop.call_at(self._beat_at + _BEAT, self._heartbeat, loop)
         watch = _Watch(self, loop)
         try:
             async with asyncio.timeout(None) as deadline:
                 watch.arm(deadline)
                 async with self._slots:
                     reply = await self._script([key for key, _, _ in items], args)
-                self._last_reply = loop.time() - self.busy
+                answered = loop.time()
+                self._last_reply = answered - self.busy_at(answered)
         finally:
             watch.cancel()
             self._pending -= 1
@@ -242,15 +247,21 @@ class RedisCounters:
                     sha = self._sha = await self.client.script_load(self._source)
         return sha
 
-    def busy_at(self, now: float) -> float:
-        """The loop's busy time until ``now``, an overdue heartbeat's lateness included."""
+    def _busy_since_beat(self, now: float) -> float:
         beat = self._beat
-        return self.busy + (max(0.0, now - beat.when()) if beat is not None else 0.0)
+        if beat is None:
+            return 0.0
+        cpu = time.thread_time() - self._beat_cpu
+        return min(now - self._beat_at, max(cpu, now - beat.when()))
+
+    def busy_at(self, now: float) -> float:
+        """The loop's busy time until ``now``, the current heartbeat interval included."""
+        return self.busy + self._busy_since_beat(now)
 
     def _heartbeat(self, loop: asyncio.AbstractEventLoop) -> None:
-        assert self._beat is not None
         now = loop.time()
-        self.busy += max(0.0, now - self._beat.when())
+        self.busy += self._busy_since_beat(now)
+        self._beat_at, self._beat_cpu = now, time.thread_time()
         self._beat = loop.call_at(now + _BEAT, self._heartbeat, loop) if self._pending else None
 
     async def discard_idle(self) -> None:
@@ -275,7 +286,8 @@ class _Watch:
     def __init__(self, counters: RedisCounters, loop: asyncio.AbstractEventLoop) -> None:
         self.counters = counters
         self.loop = loop
-        self.queued = loop.time() - counters.busy
+        now = loop.time()
+        self.queued = now - counters.busy_at(now)
         self.handle: asyncio.Handle | None = None
         self.deadline: asyncio.Timeout | None = None
 
