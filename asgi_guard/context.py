@@ -4,15 +4,13 @@ The first layer that sees a request makes the context (``scope["state"]["asgi_gu
 any layer used alone makes its own). It owns the per-request facts the layers decide and the
 access log and metrics report, each with a stated merge rule:
 
-=============== ============================================================================
-``request_id``  set by the access log (kept from the client when safe, else made).
-``code``        the stable code of the refusal that answered; a later refusal overwrites a
-                shadow decision's code (only one refusal can answer).
-``shadow``      a rate limit counted over its limit but let the request through.
-``ratelimit``   ``(limit, remaining, reset)`` of the tightest limit applied: see
-                :meth:`RequestContext.note_limit`.
-``sub``         the subject of a verified token whose request a later layer refused.
-=============== ============================================================================
+- ``request_id``: set by the access log (kept from the client when safe, else made);
+- ``code``: the stable code of the refusal that answered; a later refusal overwrites a shadow
+  decision's code (only one refusal can answer);
+- ``shadow``: a rate limit counted over its limit but let the request through;
+- ``ratelimit``: ``(limit, remaining, reset)`` of the tightest limit applied (see
+  :meth:`RequestContext.note_limit`), and ``ratelimit_fields``, the one RateLimit pair shown;
+- ``sub``: the subject of a verified token whose request a later layer refused;
 
 and ONE response hook. Layers that add response headers (HSTS, security headers, the
 RateLimit fields, the request-id echo) append them with :meth:`RequestContext.add_headers`;
