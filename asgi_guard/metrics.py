@@ -167,6 +167,12 @@ class MetricsMiddleware:
         refused_by = code.partition(".")[0] if code is not None else None
         # Only a rate limit decides in shadow mode; a later refusal overwrites its code.
         shadow = shadow and refused_by == "ratelimit"
+        if refused_by == "target":
+            # An unreadable target (asgi_guard.target), refused by whichever layer picks a
+            # route first: one decision of its own, and no layer counted as "ok".
+            assert code is not None
+            self._count(refused_by, code, route, False)
+            return
         for layer in self.layers:
             if layer == refused_by:
                 assert code is not None

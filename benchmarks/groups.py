@@ -151,7 +151,7 @@ def routes() -> Group:
     table = RouteTable(
         {f"/r{i}/{{id}}": i for i in range(50)}
         | {f"/static/{i}": i for i in range(50)}
-        | {"/items": 1}
+        | {"/items": 1, "GET /orders": 2}
     )
 
     async def exact() -> None:
@@ -164,6 +164,7 @@ def routes() -> Group:
     exact_scope = {"type": "http", "method": "GET", "path": "/items", "root_path": ""}
     param_scope = {"type": "http", "method": "GET", "path": "/r42/17", "root_path": ""}
     rooted_scope = {"type": "http", "method": "GET", "path": "/api/items", "root_path": "/api"}
+    method_scope = {"type": "http", "method": "GET", "path": "/orders", "root_path": ""}
 
     async def exact_from_scope() -> None:
         table.match_scope(exact_scope)
@@ -174,6 +175,9 @@ def routes() -> Group:
     async def exact_under_root_path() -> None:
         table.match_scope(rooted_scope)
 
+    async def exact_with_method_from_scope() -> None:
+        table.match_scope(method_scope)
+
     return Group(
         "routes",
         [
@@ -183,6 +187,7 @@ def routes() -> Group:
             Case("exact path, from a scope", call=exact_from_scope),
             Case("one-parameter path, from a scope", call=param_from_scope),
             Case("exact path under a root_path, from a scope", call=exact_under_root_path),
+            Case("exact GET-only path, from a scope", call=exact_with_method_from_scope),
         ],
         "Route-table lookups among 101 patterns (overhead = cost of a lookup).",
     )
@@ -476,6 +481,7 @@ def order_struct() -> Any:
 
 def validation_layer() -> list[Group]:
     import jsonschema
+    import jsonschema_rs
     import msgspec
     import orjson
 
@@ -502,6 +508,11 @@ def validation_layer() -> list[Group]:
     async def by_jsonschema() -> None:
         validator.validate(orjson.loads(ORDER_BODY))
 
+    rust = jsonschema_rs.Draft202012Validator(ORDER_SCHEMA, validate_formats=True)
+
+    async def by_jsonschema_rs() -> None:  # the layer's JSON Schema path
+        rust.is_valid(msgspec.json.decode(ORDER_BODY))
+
     layer = Group(
         "layer:validation",
         [
@@ -513,7 +524,7 @@ def validation_layer() -> list[Group]:
                 ORDER_BODY,
             ),
             Case(
-                "Validation, compiled JSON Schema",
+                "Validation, JSON Schema (jsonschema-rs)",
                 ValidationMiddleware(raw_app_reading_body, schemas={"POST /orders": ORDER_SCHEMA}),
                 post,
                 ORDER_BODY,
@@ -547,6 +558,7 @@ def validation_layer() -> list[Group]:
             Case("msgspec, compiled JSON Schema", call=by_compiled),
             Case("msgspec, Struct without the sku pattern", call=by_plain),
             Case("orjson + jsonschema", call=by_jsonschema),
+            Case("msgspec decode + jsonschema-rs", call=by_jsonschema_rs),
         ],
         "Decoding and validating the same body.",
     )

@@ -136,3 +136,33 @@ def test_check_command_reads_the_app(tmp_path: Path, capsys: pytest.CaptureFixtu
     assert "AG030 [error] jwt.rules: 'GET /admn' matches no route of the app" in out
     main(["check", "--config", str(path)])
     assert "AG030" not in capsys.readouterr().out  # the router is read only with --app
+
+
+def test_nested_mounts_and_converters_become_patterns() -> None:
+    """Mounted routers join their prefixes, and converters other than path are dropped."""
+    from starlette.applications import Starlette
+    from starlette.responses import PlainTextResponse
+    from starlette.routing import Host, Mount, Route
+
+    async def endpoint(request: Any) -> PlainTextResponse:
+        return PlainTextResponse("")
+
+    app = Starlette(
+        routes=[
+            Mount(
+                "/v1",
+                routes=[
+                    Route("/users/{id:int}", endpoint, methods=["PUT"]),
+                    Mount("/files", routes=[Route("/{name}.txt", endpoint)]),
+                ],
+            ),
+            Host("api.example.com", app=Starlette(routes=[Route("/h", endpoint)])),
+        ]
+    )
+    routes = app_routes(app)
+    assert routes is not None
+    assert [(r.path, sorted(r.methods or ())) for r in routes] == [
+        ("/v1/users/{id}", ["PUT"]),
+        ("/v1/files/{name}", ["GET", "HEAD"]),
+        ("/h", ["GET", "HEAD"]),
+    ]

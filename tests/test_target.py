@@ -227,6 +227,17 @@ async def test_metrics_label_an_unreadable_target_as_no_route() -> None:
     assert [d.route for d in seen] == ["/admin", "*"]
 
 
+async def test_metrics_count_a_target_refusal_as_its_own_decision() -> None:
+    """A target.invalid refusal is one 'target' decision, never an 'ok' of the layers."""
+    seen: list[Decision] = []
+    jwt = JWTAuthMiddleware(RecordingApp(), secret=SECRET, rules={"GET /admin": ["admin"]})
+    layer = MetricsMiddleware(
+        jwt, layers=["jwt"], routes=["/admin"], otel=False, on_decision=seen.append
+    )
+    await Channel().run(layer, http_scope("admin"))
+    assert seen == [Decision("target", "target.invalid", "*", False)]
+
+
 @pytest.fixture
 def records() -> Iterator[list[logging.LogRecord]]:
     logger = logging.getLogger("test.target.access")

@@ -274,6 +274,48 @@ async def test_a_stalled_body_gets_408_and_closes(first: list[Message]) -> None:
     assert app.calls == 0
 
 
+async def test_a_slow_app_after_the_body_is_not_cut_off() -> None:
+    """The deadline covers receiving the body only: an app working longer than body_timeout
+    once it has the body is not cancelled."""
+
+    async def slow_app(scope: Any, receive: Any, send: Any) -> None:
+        await asyncio.sleep(0.1)
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b""})
+
+    layer = ValidationMiddleware(slow_app, schemas={"POST /x": Loose}, body_timeout=0.01)
+    channel = Channel([{"type": "http.request", "body": b'{"name": "a"}'}])
+    sent = await channel.run(layer, http_scope("/x", "POST", JSON))
+    assert sent[0]["status"] == 200
+
+
+async def test_only_the_late_read_is_cut_off() -> None:
+    """Of two reads in flight, the one past the deadline gets 408 and the other completes."""
+    app = RecordingApp()
+    layer = ValidationMiddleware(app, schemas={"POST /x": Loose}, body_timeout=0.3)
+    stalled = _Stalled([])
+    arriving = asyncio.Event()
+    prompt: list[Message] = []
+
+    async def receive_later() -> Message:
+        await arriving.wait()
+        return {"type": "http.request", "body": b'{"name": "a"}'}
+
+    async def send(message: Message) -> None:
+        prompt.append(message)
+
+    async def release() -> None:
+        await asyncio.sleep(0)  # both reads have begun
+        arriving.set()
+
+    await asyncio.gather(
+        layer(http_scope("/x", "POST", JSON), stalled.receive, stalled.send),
+        layer(http_scope("/x", "POST", JSON), receive_later, send),
+        release(),
+    )
+    assert (stalled.sent[0]["status"], prompt[0]["status"], app.calls) == (408, 200, 1)
+
+
 async def test_no_body_timeout_waits() -> None:
     """body_timeout=None leaves the waiting to the server."""
     layer = ValidationMiddleware(RecordingApp(), schemas={"POST /x": Loose}, body_timeout=None)
