@@ -804,7 +804,7 @@ BUILDERS: list[tuple[tuple[str, ...], Callable[[], Group | list[Group]]]] = [
     (("layer:validation", "library:validation"), validation_layer),
     (("layer:accesslog", "library:logging"), accesslog_layer),
     (("layer:metrics",), metrics_layer),
-    (("stack:get", "stack:post"), stacks),
+    (("stack:get", "stack:post", "stack:layers"), stacks),
     (("layer:headers", "layer:hosts"), lambda: _headers_groups()),
 ]
 

@@ -66,11 +66,13 @@ def guard_config(logger: str) -> dict[str, Any]:
     }
 
 
-def guarded(app: Any, logger: str) -> Any:
-    """``app`` behind ``guard()`` with :func:`guard_config`."""
+def guarded(app: Any, logger: str, without: str | None = None) -> Any:
+    """``app`` behind ``guard()`` with :func:`guard_config`, less the section ``without``."""
     from asgi_guard import guard
 
-    return guard(app, guard_config(logger), environ={})
+    config = guard_config(logger)
+    config.pop(without or "", None)
+    return guard(app, config, environ={})
 
 
 def bare_starlette() -> Any:
@@ -141,4 +143,31 @@ def stacks() -> list[Group]:
                 " body, the access log.",
             )
         )
+    # What each layer costs inside the stack: the POST with one section left out at a time.
+    groups.append(
+        Group(
+            "stack:layers",
+            [
+                Case("raw ASGI app", raw_app_reading_body, post, ORDER_BODY),
+                Case(
+                    "guard(), every section",
+                    guarded(raw_app_reading_body, "bench.stack"),
+                    post,
+                    ORDER_BODY,
+                ),
+                *(
+                    Case(
+                        f"guard() without [{section}]",
+                        guarded(raw_app_reading_body, "bench.stack", without=section),
+                        post,
+                        ORDER_BODY,
+                    )
+                    for section in guard_config("bench.stack")
+                    if section != "proxy"  # without it, every request is redirected
+                ),
+            ],
+            "The POST of stack:post with one section of the config left out at a time: the"
+            " difference to every section is what that layer costs inside the stack.",
+        )
+    )
     return groups
