@@ -6,11 +6,15 @@ import ast
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from asgi_guard import guard
 from asgi_guard.stack import ROUTE_RULES, STACK
 
 from .conftest import RecordingApp
 from .test_config import FULL
+
+pytestmark = pytest.mark.anyio
 
 PACKAGE = Path(__file__).resolve().parent.parent / "asgi_guard"
 
@@ -55,3 +59,31 @@ def test_config_and_stack_import_no_private_names_of_layers() -> None:
             if alias.name.startswith("_")
         ]
         assert private == [], module
+
+
+async def test_the_benchmarked_stack_serves_its_requests() -> None:
+    """The stack benchmark measures admitted requests: guard() from its config answers the
+    raw app's 200 to the GET and the validated POST, from rotating clients, with HSTS and
+    one RateLimit pair."""
+    import logging
+
+    from benchmarks.groups import ORDER_BODY, POST_HEADERS, _bearer, jwt_material
+    from benchmarks.stack import guarded, rotating_scope
+
+    from .conftest import Channel
+
+    logger = logging.getLogger("test.stack.bench")
+    logger.handlers[:] = [logging.NullHandler()]
+    logger.propagate = False
+    token = _bearer(jwt_material()["rs256"])
+    for scope, body in (
+        (rotating_scope(token), b""),
+        (rotating_scope(token + POST_HEADERS, method="POST", path="/orders"), ORDER_BODY),
+    ):
+        for _ in range(3):
+            channel = Channel([{"type": "http.request", "body": body, "more_body": False}])
+            sent = await channel.run(guarded(RecordingApp(), "test.stack.bench"), scope())
+            names = [key for key, _ in sent[0]["headers"]]
+            assert sent[0]["status"] == 200, sent
+            assert names.count(b"strict-transport-security") == 1
+            assert names.count(b"ratelimit") == 1
