@@ -2,18 +2,20 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+import logging
 import os
 import re
 import warnings
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any, Final, Literal
 
 import msgspec
 from joserfc.errors import SecurityWarning
 
-from .config import GuardConfig, guard, load_config
+from .config import GuardConfig, IssuerConfig, JWTConfig, guard, load_config
 from .errors import ConfigurationError
 from .routes import parse_pattern
 
@@ -59,7 +61,7 @@ def check(
     :func:`check_app` are added.
     """
     cfg = load_config(config, environ)
-    with warnings.catch_warnings():
+    with warnings.catch_warnings(), _logging_untouched(cfg):
         # joserfc warns of a short HMAC key; AG006 below says so with a fix.
         warnings.simplefilter("ignore", SecurityWarning)
         guard(_no_app, cfg, environ={})  # the environment is applied already
@@ -97,16 +99,17 @@ def check(
         )
     if cfg.jwt is not None:
         j = cfg.jwt
-        if not j.audience:
+        entries = _issuer_entries(j)
+        if not all(e.audience for e in entries):
             add(
                 "AG004",
                 "warning",
                 "JWT audience is not checked: tokens for other APIs are accepted.",
                 "Set jwt.audience.",
             )
-        if not j.issuer:
+        if not all(e.issuer for e in entries):
             add("AG005", "warning", "JWT issuer is not checked.", "Set jwt.issuer.")
-        if j.secret is not None and len(j.secret.encode()) < 32:
+        if any(e.secret is not None and len(e.secret.encode()) < 32 for e in entries):
             add(
                 "AG006",
                 "error",
@@ -195,12 +198,40 @@ def check(
     return found
 
 
+@contextlib.contextmanager
+def _logging_untouched(cfg: GuardConfig) -> Iterator[None]:
+    """Build without side effects on logging: an access log built by ``guard()`` may attach a
+    handler to its logger or set its level (``output = "auto"``) and warns when nothing
+    receives its records; ``check`` runs in processes that have their own logging (a server,
+    a test) and reports that case itself (AG016)."""
+    names = ["asgi_guard"] + ([cfg.access_log.logger] if cfg.access_log is not None else [])
+    saved = [
+        (logger, logger.handlers[:], logger.level, logger.propagate, logger.disabled)
+        for logger in map(logging.getLogger, names)
+    ]
+    for logger, *_ in saved[:1]:
+        logger.disabled = True  # the start-up warning: AG016 says the same with a fix
+    try:
+        yield
+    finally:
+        for logger, handlers, level, propagate, disabled in saved:
+            logger.handlers[:] = handlers
+            logger.setLevel(level)
+            logger.propagate = propagate
+            logger.disabled = disabled
+
+
 async def _no_app(scope: Any, receive: Any, send: Any) -> None:
     """The app check builds the stack around: never called."""
 
 
 #: JWK members that only a private (or symmetric) key has (RFC 7518 section 6).
 _PRIVATE_MEMBERS: Final = frozenset({"d", "p", "q", "dp", "dq", "qi", "oth", "k"})
+
+
+def _issuer_entries(j: JWTConfig) -> list[JWTConfig] | list[IssuerConfig]:
+    """The issuers a [jwt] section accepts: its entries of ``issuers``, or itself."""
+    return [j] if j.issuers is None else j.issuers
 
 
 def _private_jwks(jwks: str | dict[str, Any] | None) -> bool:
@@ -233,7 +264,12 @@ def _first_hour_findings(cfg: GuardConfig) -> list[Finding]:
         )
     j = cfg.jwt
     if j is not None:
-        plain = [u for u in (j.jwks_url, j.issuer if j.discovery else None) if u]
+        plain = [
+            u
+            for e in _issuer_entries(j)
+            for u in (e.jwks_url, e.issuer if e.discovery else None)
+            if u
+        ]
         if any(u.lower().startswith("http://") for u in plain):
             found.append(
                 Finding(
@@ -244,7 +280,7 @@ def _first_hour_findings(cfg: GuardConfig) -> list[Finding]:
                     "Use an https:// jwks_url (or issuer, with discovery).",
                 )
             )
-        if _private_jwks(j.jwks):
+        if any(_private_jwks(e.jwks) for e in _issuer_entries(j)):
             found.append(
                 Finding(
                     "AG022",

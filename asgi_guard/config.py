@@ -22,6 +22,7 @@ __all__ = [
     "HTTPSConfig",
     "HeadersConfig",
     "HostsConfig",
+    "IssuerConfig",
     "JWTConfig",
     "MetricsConfig",
     "ProxyConfig",
@@ -111,6 +112,25 @@ class RateLimitConfig(_Section, frozen=True):
     """IPv6 clients are counted per network of this prefix length (128: per address)."""
 
 
+class IssuerConfig(_Section, frozen=True):
+    """One of several accepted token issuers (``jwt.issuers``)."""
+
+    issuer: str
+    """The exact iss of its tokens; it selects this entry."""
+    audience: str | list[str] | None = None
+    """Accepted aud values for its tokens."""
+    algorithms: list[str] | None = None
+    """Allowed algorithms."""
+    jwks: str | dict[str, Any] | None = None
+    """A JWKS file path or inline JWKS."""
+    jwks_url: str | None = None
+    """Remote JWKS URL."""
+    discovery: bool = False
+    """Use OIDC discovery from the issuer."""
+    secret: str | None = None
+    """HMAC secret."""
+
+
 class JWTConfig(_Section, frozen=True):
     """JWT bearer authentication (:class:`~asgi_guard.JWTAuthMiddleware`)."""
 
@@ -146,6 +166,8 @@ class JWTConfig(_Section, frozen=True):
     """Memory the verified-token cache may hold, in bytes."""
     public_preflight: bool = True
     """Let CORS preflights through as on a public route (browsers send them without credentials)."""
+    issuers: list[IssuerConfig] | None = None
+    """Several issuers, each with its own keys and audience (instead of issuer, jwks...)."""
 
 
 class ValidationConfig(_Section, frozen=True):

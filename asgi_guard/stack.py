@@ -214,6 +214,14 @@ def _https(plan: Plan) -> dict[str, Any] | None:
     return options
 
 
+def _jwt(plan: Plan) -> dict[str, Any] | None:
+    options = _section("jwt", rules="jwt_rules")(plan)
+    jwt = plan.cfg.jwt
+    if options is not None and jwt is not None and jwt.issuers is not None:
+        options["issuers"] = [_options(entry) for entry in jwt.issuers]
+    return options
+
+
 def _metrics(plan: Plan) -> dict[str, Any] | None:
     cfg = plan.cfg
     if cfg.metrics is None:
@@ -309,7 +317,7 @@ STACK: tuple[Layer, ...] = (
     Layer(
         "jwt",
         "asgi_guard.jwt:JWTAuthMiddleware",
-        _section("jwt", rules="jwt_rules"),
+        _jwt,
         "before the identity-keyed limit, which needs the verified subject",
     ),
     Layer(

@@ -7,6 +7,8 @@ from collections.abc import Callable
 from typing import Any
 
 from asgi_guard import HTTPSRedirectMiddleware, ProxyHeadersMiddleware, RouteTable
+from asgi_guard._asgi import ASGIApp, Receive, Send
+from asgi_guard._asgi import Scope as ASGIScope
 
 from .harness import Case, Group, Scope
 from .minimal import MinimalAccessLog, MinimalValidation
@@ -56,13 +58,13 @@ _START = {
 _BODY = {"type": "http.response.body", "body": b'{"ok":true}'}
 
 
-async def raw_app(scope: Scope, receive: Any, send: Any) -> None:
+async def raw_app(scope: ASGIScope, receive: Receive, send: Send) -> None:
     """The baseline: a raw ASGI app answering a small JSON body."""
     await send(dict(_START))
     await send(_BODY)
 
 
-async def raw_app_reading_body(scope: Scope, receive: Any, send: Any) -> None:
+async def raw_app_reading_body(scope: ASGIScope, receive: Receive, send: Send) -> None:
     """The baseline for body-reading layers: reads the whole body first."""
     more = True
     while more:
@@ -80,10 +82,10 @@ async def empty_coroutine() -> None:
 class Empty:
     """An empty pass-through layer: the floor cost of one more ASGI hop."""
 
-    def __init__(self, app: Any) -> None:
+    def __init__(self, app: ASGIApp) -> None:
         self.app = app
 
-    async def __call__(self, scope: Scope, receive: Any, send: Any) -> None:
+    async def __call__(self, scope: ASGIScope, receive: Receive, send: Send) -> None:
         await self.app(scope, receive, send)
 
 
@@ -275,10 +277,10 @@ def jwt_layer() -> list[Group]:
     from asgi_guard import JWTAuthMiddleware
 
     m = jwt_material()
-    options = {"issuer": "https://issuer.example", "audience": "api"}
-    cached = JWTAuthMiddleware(raw_app, jwks=m["jwks"], **options)
-    uncached = JWTAuthMiddleware(raw_app, jwks=m["jwks"], cache_size=0, **options)
-    hs = JWTAuthMiddleware(raw_app, secret=m["secret"], cache_size=0, **options)
+    iss, aud = "https://issuer.example", "api"
+    cached = JWTAuthMiddleware(raw_app, jwks=m["jwks"], issuer=iss, audience=aud)
+    uncached = JWTAuthMiddleware(raw_app, jwks=m["jwks"], cache_size=0, issuer=iss, audience=aud)
+    hs = JWTAuthMiddleware(raw_app, secret=m["secret"], cache_size=0, issuer=iss, audience=aud)
     keyset = KeySet.import_key_set(m["jwks"])
     registry = jwt.JWTClaimsRegistry(
         iss={"essential": True, "value": "https://issuer.example"},
@@ -835,3 +837,12 @@ def build_groups(only: list[str] | None = None) -> list[Group]:
     if only:
         groups = [g for g in groups if any(g.name.startswith(prefix) for prefix in only)]
     return groups
+
+
+def _percaller_groups() -> list[Group]:
+    from .percaller import build  # imports this module: loaded only when run
+
+    return build()
+
+
+BUILDERS.append((("layer:percaller-ratelimit", "layer:percaller-jwt"), _percaller_groups))

@@ -19,6 +19,7 @@ from typing import Any
 import orjson
 
 # The layer's own replaying receive: a few lines any replay needs.
+from asgi_guard._asgi import Receive, Scope, Send
 from asgi_guard.validation.middleware import _Replay
 
 _request_id: contextvars.ContextVar[str | None] = contextvars.ContextVar(
@@ -35,7 +36,7 @@ class MinimalValidation:
         self.app = app
         self.routes = routes  # path -> method -> msgspec Decoder
 
-    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         methods = self.routes.get(scope["path"]) if scope["type"] == "http" else None
         decoder = methods.get(scope["method"]) if methods else None
         if decoder is None:
@@ -74,7 +75,7 @@ class MinimalAccessLog:
         self.second = (-1, "")
         self.levels = logger._cache
 
-    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         # The level as the layer reads it: logging's own cache, the logger asked on a miss.
         enabled = self.levels.get(20)
         if enabled is None:

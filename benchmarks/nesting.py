@@ -9,12 +9,14 @@ pass (``max_depth`` passes over the body); it is kept here, as the reference poi
 from __future__ import annotations
 
 import asyncio
+import functools
 import re
 import time
 from collections.abc import Callable
 from typing import Any
 
 from asgi_guard import ValidationMiddleware
+from asgi_guard._asgi import Message, Receive, Scope, Send
 from asgi_guard.validation.body import too_deep
 
 MIB = 1024 * 1024
@@ -66,7 +68,7 @@ def best_of(run: Callable[[], Any], rounds: int = 5) -> float:
     return min(times) * 1000
 
 
-async def _app(scope: Any, receive: Any, send: Any) -> None:
+async def _app(scope: Scope, receive: Receive, send: Send) -> None:
     await send({"type": "http.response.start", "status": 200, "headers": []})
     await send({"type": "http.response.body", "body": b""})
 
@@ -83,10 +85,10 @@ def through_layer(body: bytes) -> Callable[[], None]:
         "headers": [(b"content-type", b"application/json")],
     }
 
-    async def receive() -> dict[str, Any]:
+    async def receive() -> Message:
         return {"type": "http.request", "body": body, "more_body": False}
 
-    async def send(message: dict[str, Any]) -> None:
+    async def send(message: Message) -> None:
         pass
 
     return lambda: asyncio.run(layer(dict(scope), receive, send))
@@ -97,8 +99,8 @@ def main() -> int:
     rows.append("|---|---:|---:|---:|")
     for name, body in bodies().items():
         assert too_deep(body, LIMIT) == peeling(body, LIMIT), name
-        linear = best_of(lambda body=body: too_deep(body, LIMIT))
-        former = best_of(lambda body=body: peeling(body, LIMIT), rounds=2)
+        linear = best_of(functools.partial(too_deep, body, LIMIT))
+        former = best_of(functools.partial(peeling, body, LIMIT), rounds=2)
         layer = best_of(through_layer(body))
         rows.append(f"| {name} | {linear:.1f} | {former:.1f} | {layer:.1f} |")
     print("\n".join(rows))

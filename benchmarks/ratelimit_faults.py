@@ -13,7 +13,7 @@ import signal
 import socket
 import subprocess
 import time
-from typing import Any
+from typing import Any, Literal
 
 from asgi_guard import RateLimitMiddleware
 
@@ -64,7 +64,7 @@ async def _decided(mw: Any) -> bool:
     return any(name == b"ratelimit" for name, _ in headers)
 
 
-async def resume_after(fault: str, mode: str) -> float:
+async def resume_after(fault: str, mode: Literal["open", "closed"]) -> float:
     url = start_redis()
     port = int(url.rsplit(":", 1)[1].split("/")[0])
     mw = RateLimitMiddleware(
@@ -105,8 +105,9 @@ async def _app(scope: Any, receive: Any, send: Any) -> None:
 def main() -> None:
     print("| fault | on_storage_error | limiting resumed after Redis answered |")
     print("|---|---|---:|")
+    modes: tuple[Literal["open", "closed"], ...] = ("open", "closed")
     for fault in ("restart", "hang"):
-        for mode in ("open", "closed"):
+        for mode in modes:
             seconds = asyncio.run(resume_after(fault, mode))
             print(f"| {fault} | {mode} | {seconds:.2f} s |")
 

@@ -47,11 +47,7 @@ def _parser() -> argparse.ArgumentParser:
         "--header", action="append", default=[], help='sent with every request: "Name: value"'
     )
     parser.add_argument("--openapi", default="/openapi.json", help="the app's document path")
-    parser.add_argument(
-        "--accept-browser-headers",
-        action="store_true",
-        help="pass Wapiti's notes on CSP, X-Frame-Options, X-Content-Type-Options (JSON APIs)",
-    )
+
     parser.add_argument("--out", default="dast-reports", help="the reports folder (replaced)")
     parser.add_argument("--jobs", type=int, default=2, help="scans run at once")
     return parser
@@ -61,18 +57,8 @@ def _targets(args: argparse.Namespace) -> list[Target]:
     if args.app:
         if not args.config:
             raise SystemExit("--app needs --config")
-        return [
-            Target(
-                "app",
-                "app",
-                args.app,
-                args.config,
-                args.token,
-                tuple(args.header),
-                args.openapi,
-                args.accept_browser_headers,
-            )
-        ]
+        headers = tuple(args.header)
+        return [Target("app", "app", args.app, args.config, args.token, headers, args.openapi)]
     names = [n.strip() for n in args.targets.split(",") if n.strip()]
     unknown = set(names) - {"bare", "guarded", "vulnerable"}
     if unknown:
@@ -80,7 +66,10 @@ def _targets(args: argparse.Namespace) -> list[Target]:
     # The demo without the guard checks no token; it gets one of the same shape all the same,
     # so both runs send the very same requests. The guarded demo's token comes from its banner.
     token = dev_token()
-    return [Target(n, n, token="" if n == "guarded" else token) for n in names]
+    return [
+        Target(n, n, token="" if n == "guarded" else token, accept_browser_headers=n != "guarded")
+        for n in names
+    ]
 
 
 def _prepare(out: Path) -> None:

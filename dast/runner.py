@@ -55,9 +55,9 @@ class Target:
     token: str = ""
     headers: tuple[str, ...] = ()
     openapi: str = "/openapi.json"
-    #: Whether the browser-header notes of :data:`~dast.scanners.ACCEPTED` pass: true for the
-    #: demo, which serves no HTML; an app's owner says so with ``--accept-browser-headers``.
-    accept_browser_headers: bool = True
+    #: Whether the missing-header notes of :data:`~dast.scanners.ACCEPTED` pass: only for the
+    #: demo without the guard, whose headers layer sets them.
+    accept_browser_headers: bool = False
 
     def command(self, port: int) -> list[str]:
         """The command line that serves this target on ``port``."""

@@ -64,4 +64,5 @@ litestar_app = Litestar(
 )
 # Litestar runs its middleware after routing: the global layers go around the app object, so
 # unknown paths and 404s are covered too.
-app = guard(litestar_app, CONFIG, environ={})
+# Litestar types its scope as TypedDicts, which mypy does not accept as ASGI's mutable mapping.
+app = guard(litestar_app, CONFIG, environ={})  # type: ignore[arg-type]

@@ -18,7 +18,8 @@ import sys
 
 import atheris
 
-with atheris.instrument_imports():
+# types-atheris declares instrument_imports in import_hook but omits the package re-export.
+with atheris.instrument_imports():  # type: ignore[attr-defined]
     from asgi_guard._asgi import parse_host
     from asgi_guard.accesslog import REDACTED, _text, redact_query
     from asgi_guard.jwt.middleware import _bearer

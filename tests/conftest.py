@@ -78,7 +78,10 @@ async def run_websocket(
     }
     scope.update(scope_extra or {})
     sent: list[Message] = []
-    incoming = [{"type": "websocket.connect"}, {"type": "websocket.disconnect", "code": 1000}]
+    incoming: list[Message] = [
+        {"type": "websocket.connect"},
+        {"type": "websocket.disconnect", "code": 1000},
+    ]
 
     async def receive() -> Message:
         return incoming.pop(0) if incoming else {"type": "websocket.disconnect", "code": 1000}

@@ -99,6 +99,13 @@ class RedisCluster:
         return "redis+cluster://" + ",".join(f"127.0.0.1:{n.port}" for n in self.nodes)
 
     def start(self) -> RedisCluster:
+        try:
+            return self._start()
+        except BaseException:
+            self.stop()  # no node outlives a failed start
+            raise
+
+    def _start(self) -> RedisCluster:
         for _ in range(3):
             # The bus port is set too: by default it is the port + 10000, which may be taken.
             node = RedisServer(None, "--cluster-enabled", "yes", "--cluster-node-timeout", "2000")

@@ -25,6 +25,7 @@ from asgi_guard import (
     RequestIdFilter,
     current_request_id,
 )
+from asgi_guard._asgi import Message
 
 from .conftest import Channel, RecordingApp, client_for, http_scope, run_websocket
 
@@ -98,12 +99,13 @@ async def test_success_record(app: RecordingApp, logs: Collect) -> None:
         "ratelimit": None,
         "disconnected": False,
     }
-    assert (record.status, record.request_id, record.levelname, record.name) == (
+    # status and request_id come in through extra=: set at runtime, not declared by LogRecord.
+    assert (record.status, record.request_id, record.levelname, record.name) == (  # type: ignore[attr-defined]
         200,
         "abc-123",
         "INFO",
         "test.access",
-    )  # type: ignore[attr-defined]
+    )
     thread = threading.current_thread()
     assert (record.process, record.processName, record.thread, record.threadName) == (
         os.getpid(),
@@ -228,12 +230,12 @@ async def test_client_disconnect_is_flagged(logs: Collect) -> None:
         while (await receive())["type"] != "http.disconnect":
             pass
 
-    messages = [
+    messages: list[Message] = [
         {"type": "http.request", "body": b"", "more_body": True},
         {"type": "http.disconnect"},
     ]
 
-    async def receive() -> dict[str, Any]:
+    async def receive() -> Message:
         return messages.pop(0)
 
     scope = {"type": "http", "method": "POST", "path": "/", "headers": [], "query_string": b""}
@@ -254,7 +256,7 @@ async def test_websocket_one_record(app: RecordingApp, logs: Collect) -> None:
 async def test_websocket_bytes_are_counted(logs: Collect) -> None:
     """Text frames count their UTF-8 bytes; text the server itself will refuse (a lone
     surrogate) is counted, not raised in the app's face by the log."""
-    passed: list[dict[str, Any]] = []
+    passed: list[Message] = []
 
     async def chat(scope: Any, receive: Any, send: Any) -> None:
         await receive()
@@ -264,7 +266,7 @@ async def test_websocket_bytes_are_counted(logs: Collect) -> None:
         await send({"type": "websocket.send", "text": "\ud800"})
         await send({"type": "websocket.close", "code": 1000})
 
-    async def server_send(message: dict[str, Any]) -> None:
+    async def server_send(message: Message) -> None:
         passed.append(message)
 
     scope = {"type": "websocket", "path": "/ws", "headers": [], "scheme": "wss"}
@@ -644,7 +646,8 @@ def test_a_forked_worker_makes_its_own_request_ids(logs: Collect) -> None:
 
     def first_id() -> str:
         sent = asyncio.run(Channel().run(layer, http_scope()))
-        return dict(sent[0]["headers"])[b"x-request-id"].decode()
+        request_id: bytes = dict(sent[0]["headers"])[b"x-request-id"]
+        return request_id.decode()
 
     parent_before = first_id()
     read, write = os.pipe()
@@ -1173,3 +1176,23 @@ async def test_a_subject_is_bounded_and_escaped(logs: Collect) -> None:
     await Channel().run(layer, {**http_scope(), "path": "/bob\u202e"})
     await Channel().run(layer, http_scope("/" + "s" * 300))
     assert [m["sub"] for m in logs.messages] == ["bob\\u202e", "[TRUNCATED]"]
+
+
+@pytest.mark.parametrize("level", [logging.INFO, logging.WARNING])
+async def test_a_websocket_denial_response_carries_the_request_id(
+    logs: Collect, level: int
+) -> None:
+    """A websocket refused with a denial response (the ASGI websocket.http.response extension)
+    echoes the request id, whether or not records are written."""
+    logging.getLogger("test.access").setLevel(level)
+
+    async def deny(scope: Any, receive: Any, send: Any) -> None:
+        await send({"type": "websocket.http.response.start", "status": 403, "headers": []})
+        await send({"type": "websocket.http.response.body", "body": b"no"})
+
+    scope = {**http_scope(headers=[(b"x-request-id", b"ws-1")]), "type": "websocket"}
+    sent = await Channel().run(make(deny), scope)
+    assert sent[0]["headers"] == [(b"x-request-id", b"ws-1")]
+    assert [(m["status"], m["request_id"]) for m in logs.messages] == (
+        [(403, "ws-1")] if level == logging.INFO else []
+    )

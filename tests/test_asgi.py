@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import Any
 
 import orjson
 import pytest
 
 from asgi_guard._asgi import (
+    ASGIApp,
+    Message,
     Problem,
     append_headers,
     get_header,
@@ -81,9 +84,9 @@ def test_parse_host(value: str, expected: tuple[str, int | None] | None) -> None
 
 async def test_problem_http_response() -> None:
     """A problem is problem+json with the RFC 9457 members, a code, and extra headers."""
-    sent: list[dict[str, Any]] = []
+    sent: list[Message] = []
 
-    async def send(message: dict[str, Any]) -> None:
+    async def send(message: Message) -> None:
         sent.append(message)
 
     scope: dict[str, Any] = {"type": "http"}
@@ -111,12 +114,12 @@ async def test_problem_http_response() -> None:
 
 async def test_problem_websocket_disconnected_before_connect_sends_nothing() -> None:
     """If the client is already gone, a websocket refusal sends nothing."""
-    sent: list[dict[str, Any]] = []
+    sent: list[Message] = []
 
-    async def receive() -> dict[str, Any]:
+    async def receive() -> Message:
         return {"type": "websocket.disconnect", "code": 1006}
 
-    async def send(message: dict[str, Any]) -> None:
+    async def send(message: Message) -> None:
         sent.append(message)
 
     await Problem(403, "x", "Forbidden", "no").send({"type": "websocket"}, receive, send)
@@ -125,9 +128,9 @@ async def test_problem_websocket_disconnected_before_connect_sends_nothing() -> 
 
 async def test_with_headers_injects_once_and_passes_bodies() -> None:
     """Extra headers go into the start message only; bodies are the same objects."""
-    sent: list[dict[str, Any]] = []
+    sent: list[Message] = []
 
-    async def send(message: dict[str, Any]) -> None:
+    async def send(message: Message) -> None:
         sent.append(message)
 
     wrapped = with_headers(send, [(b"x-a", b"1")], unless=b"x-a")
@@ -177,9 +180,9 @@ def test_append_headers_unless_present_in_a_generator() -> None:
 
 async def test_send_response_sets_content_length() -> None:
     """A plain response carries an exact content-length."""
-    sent: list[dict[str, Any]] = []
+    sent: list[Message] = []
 
-    async def send(message: dict[str, Any]) -> None:
+    async def send(message: Message) -> None:
         sent.append(message)
 
     await send_response(send, 200, [], b"hello")
@@ -216,11 +219,12 @@ async def test_layers_adding_headers_keep_an_apps_one_shot_headers(layer: str) -
 
     logger = logging.getLogger("test.one_shot")
     logger.setLevel(logging.INFO)
-    wrapped = {
+    builders: dict[str, Callable[[], ASGIApp]] = {
         "https": lambda: HTTPSRedirectMiddleware(_generator_headers_app),
         "ratelimit": lambda: RateLimitMiddleware(_generator_headers_app, limit="5/minute"),
         "accesslog": lambda: AccessLogMiddleware(_generator_headers_app, logger=logger),
-    }[layer]()
+    }
+    wrapped = builders[layer]()
     added = {
         "https": b"strict-transport-security",
         "ratelimit": b"ratelimit-policy",

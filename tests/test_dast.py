@@ -182,15 +182,13 @@ def test_wapiti_accepts_only_the_listed_messages() -> None:
     ]
     assert accepted == [
         "wapiti csp: Content Security Policy Configuration: GET /: CSP is not set "
-        "(accepted: a JSON API serves no HTML for a policy to protect)"
+        "(accepted: the guard's headers layer sets it)"
     ]
 
 
 @pytest.mark.parametrize("accept", [True, False])
-def test_browser_header_notes_fail_an_app_that_does_not_accept_them(
-    tmp_path: Path, accept: bool
-) -> None:
-    """The demo accepts the header notes; a user's app must say so, or they are findings."""
+def test_missing_header_notes_pass_only_without_the_guard(tmp_path: Path, accept: bool) -> None:
+    """Missing-header notes pass without the guard only: through it they are findings."""
     report = {
         "infos": {"crawled_pages_nbr": 3},
         "vulnerabilities": {

@@ -161,7 +161,7 @@ async def test_malformed_authorization_is_400(
 ) -> None:
     """Empty, several, or illegal-character tokens: 400 invalid_request."""
     async with client_for(make(app, keys, clock)) as client:
-        response = await client.get("/orders", headers=[("authorization", value.encode("utf-8"))])
+        response = await client.get("/orders", headers=[(b"authorization", value.encode("utf-8"))])
     assert response.status_code == 400
     assert response.headers["www-authenticate"] == (
         'Bearer realm="api", error="invalid_request", error_description="The Authorization header is malformed."'
@@ -328,6 +328,7 @@ async def test_token_type(app: RecordingApp, keys: Keys, clock: Clock) -> None:
 
 async def test_unknown_crit_invalidates(app: RecordingApp, keys: Keys, clock: Clock) -> None:
     """A crit header naming anything this layer does not understand invalidates the token."""
+    crit: object  # each a different JSON shape, most of them invalid on purpose
     for crit in (["exp"], [], "exp", ["b64"], [["b64"]], [{}], [1], [None], {"b64": 1}):
         token = forge_hmac(
             keys.secret.encode(), {"alg": "HS256", "crit": crit, "exp": 1, "b64": True}, claims()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from asgi_guard import ConfigurationError, ProxyHeadersMiddleware
+from asgi_guard._asgi import Receive, Scope, Send
 from asgi_guard.proxy import _parse_forwarded
 
 from .conftest import RecordingApp, client_for, run_websocket
@@ -28,7 +29,7 @@ async def seen(
     assert response.status_code == 200
     scope = app.scopes[-1]
     host = dict(scope["headers"]).get(b"host")
-    return tuple(scope["client"]), scope["scheme"], host.decode() if host else None  # type: ignore[return-value]
+    return tuple(scope["client"]), scope["scheme"], host.decode() if host else None
 
 
 @pytest.mark.parametrize(
@@ -128,7 +129,7 @@ async def test_overlong_hops_are_malformed_and_never_memoized(app: RecordingApp)
             response = await client.get("/", headers={"x-forwarded-for": f"{long_hop}, 10.0.0.2"})
             assert response.status_code == 200
             assert tuple(app.scopes[-1]["client"]) == (PROXY, 51000)
-    assert mw._classify.cache_info().currsize == 2  # type: ignore[attr-defined]  # the peer and 10.0.0.2
+    assert mw._classify.cache_info().currsize == 2  # the peer and 10.0.0.2
 
 
 async def test_garbage_left_of_client_is_irrelevant(app: RecordingApp) -> None:
@@ -264,16 +265,19 @@ async def test_websocket_scheme_maps_to_wss(app: RecordingApp) -> None:
 async def test_lifespan_and_missing_client_pass_through(app: RecordingApp) -> None:
     """Scopes without a client, and lifespan, reach the app untouched."""
     mw = make(app)
-    calls = []
+    calls: list[Scope] = []
 
-    async def inner(scope: dict[str, object], receive: object, send: object) -> None:
+    async def inner(scope: Scope, receive: Receive, send: Send) -> None:
         calls.append(scope)
 
     mw.app = inner
+    # receive and send are None on purpose: a layer that touched them here would fail.
     await mw({"type": "lifespan"}, None, None)  # type: ignore[arg-type]
     await mw(
-        {"type": "http", "headers": [(b"x-forwarded-for", b"1.2.3.4")], "client": None}, None, None
-    )  # type: ignore[arg-type]
+        {"type": "http", "headers": [(b"x-forwarded-for", b"1.2.3.4")], "client": None},
+        None,  # type: ignore[arg-type]
+        None,  # type: ignore[arg-type]
+    )
     assert calls == [
         {"type": "lifespan"},
         {"type": "http", "headers": [(b"x-forwarded-for", b"1.2.3.4")], "client": None},

@@ -54,9 +54,9 @@ async def status_of(mw: Any, client: str = "203.0.113.1") -> int:
 
 @pytest.mark.parametrize("strategy", STRATEGIES)
 async def test_cluster_burst_admits_exactly_the_limit(build: Any, strategy: str) -> None:
-    """1,000 concurrent requests against '50/minute; 100/hour' on a cluster: exactly 50, no
+    """1,000 concurrent requests against '50/day; 100/month' on a cluster: exactly 50, no
     500 from the cluster client's closed transports."""
-    mw = build(limit="50/minute; 100/hour", strategy=strategy)
+    mw = build(limit="50/day; 100/month", strategy=strategy)
     statuses = await asyncio.gather(*(status_of(mw) for _ in range(1000)))
     assert (statuses.count(200), statuses.count(429)) == (50, 950)
     assert mw._breaker.trips == 0
@@ -65,7 +65,7 @@ async def test_cluster_burst_admits_exactly_the_limit(build: Any, strategy: str)
 async def test_two_clients_share_the_cluster_limit(build: Any) -> None:
     """Two layers (two processes) with their own cluster clients enforce one limit."""
     identity = uuid.uuid4().hex
-    mws = [build(identity, limit="30/minute") for _ in range(2)]
+    mws = [build(identity, limit="30/day") for _ in range(2)]
     statuses = await asyncio.gather(*(status_of(mws[i % 2]) for i in range(600)))
     assert statuses.count(200) == 30
 

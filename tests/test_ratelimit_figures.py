@@ -14,10 +14,14 @@ from asgi_guard import RateLimitMiddleware
 from asgi_guard._asgi import Scope
 from asgi_guard.ratelimit.windows import sliding_count, sliding_wait
 
+from . import test_ratelimit as _shared
 from .conftest import Channel, RecordingApp
 from .conftest import http_scope as make_scope
 
 pytestmark = pytest.mark.anyio
+
+limiter = _shared.limiter  # the layer factory and the memory/Redis storage fixtures
+storage = _shared.storage
 
 STRATEGIES = ["sliding-window", "moving-window", "fixed-window"]
 
@@ -37,29 +41,6 @@ async def drive(mw: Any, scope: Scope | None = None) -> tuple[int, dict[bytes, b
     scope = scope or make_scope("/items", client="203.0.113.7")
     sent = await Channel([{"type": "http.request", "body": b""}]).run(mw, scope)
     return sent[0]["status"], dict(sent[0]["headers"])
-
-
-@pytest.fixture
-async def build() -> Any:
-    """Builds layers and closes their storages after the test."""
-    made: list[RateLimitMiddleware] = []
-
-    def make(**options: Any) -> RateLimitMiddleware:
-        mw = RateLimitMiddleware(RecordingApp(), **options)
-        made.append(mw)
-        return mw
-
-    yield make
-    for mw in made:
-        await mw.aclose()
-
-
-@pytest.fixture(params=["memory", "redis"])
-def storage(request: pytest.FixtureRequest) -> str:
-    if request.param == "memory":
-        return "memory://"
-    url: str = request.getfixturevalue("redis_url")
-    return url
 
 
 def t_of(headers: dict[bytes, bytes]) -> int:
@@ -91,7 +72,7 @@ async def check_retry_after_is_exact(mw: Any, clock: Clock, rng: random.Random) 
 @pytest.mark.parametrize("strategy", STRATEGIES)
 @pytest.mark.parametrize("start", ["whole", "fraction"])
 async def test_waiting_exactly_retry_after_is_admitted(
-    build: Any, storage: str, strategy: str, start: str
+    limiter: Any, storage: str, strategy: str, start: str
 ) -> None:
     """At whole-second instants and random fractional ones, Retry-After is exact: a retry
     after it is admitted, one a second earlier is refused (every strategy, memory and Redis)."""
@@ -100,7 +81,8 @@ async def test_waiting_exactly_retry_after_is_admitted(
         base = 1_800_000_000 + rng.randrange(100_000)
         clock = Clock(float(base) if start == "whole" else base + rng.randrange(1024) / 1024)
         limit = rng.choice(["2/second", "3/10 seconds", "5/minute", "2/minute; 4/hour"])
-        mw = build(
+        mw = limiter(
+            RecordingApp(),
             limit=limit,
             strategy=strategy,
             storage=storage,
@@ -110,12 +92,12 @@ async def test_waiting_exactly_retry_after_is_admitted(
         await check_retry_after_is_exact(mw, clock, rng)
 
 
-async def test_one_step_sliding_window_figures_at_whole_seconds(build: Any) -> None:
+async def test_one_step_sliding_window_figures_at_whole_seconds(limiter: Any) -> None:
     """A 10/minute sliding window full at :40 frees a request 1 ms after :60 (the previous
     window's 10 hits weigh 10 until then), so Retry-After is 21, not 20, and no float error
     moves it either way."""
     clock = Clock(1_800_000_040.0)  # 40 s into a minute window
-    mw = build(limit="10/minute", clock=clock)
+    mw = limiter(RecordingApp(), limit="10/minute", clock=clock)
     for _ in range(10):
         status, headers = await drive(mw)
         assert status == 200
@@ -163,10 +145,10 @@ def test_sliding_wait_is_the_earliest_instant(
             assert count(now + wait - 1) > target
 
 
-async def test_refusal_carries_ratelimit_fields(build: Any) -> None:
+async def test_refusal_carries_ratelimit_fields(limiter: Any) -> None:
     """A 429 carries RateLimit-Policy and RateLimit (r=0, t= the Retry-After)."""
     clock = Clock(1_800_000_000.5)
-    mw = build(limit="1/minute", strategy="moving-window", clock=clock)
+    mw = limiter(RecordingApp(), limit="1/minute", strategy="moving-window", clock=clock)
     assert (await drive(mw))[0] == 200
     clock.now += 10
     status, headers = await drive(mw)

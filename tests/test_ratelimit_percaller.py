@@ -25,6 +25,7 @@ from asgi_guard._asgi import Scope, request_info
 
 from .conftest import RecordingApp, client_for
 from .integrations.tokens import SECRET
+from .servers import uvicorn_server
 from .test_ratelimit import limiter, storage  # noqa: F401  # the shared fixtures
 
 pytestmark = pytest.mark.anyio
@@ -282,6 +283,18 @@ async def test_failing_callable_is_a_500_through_a_framework() -> None:
         response = await client.get("/x")
     assert response.status_code == 500
     assert calls == []
+
+
+async def test_failing_callable_is_a_500_from_uvicorn(app: RecordingApp) -> None:
+    """Under a real uvicorn, a raising limit callable is the server's 500; the app never runs."""
+    mw = RateLimitMiddleware(app, limit=raising)
+    async with (
+        uvicorn_server(mw, uds=False) as address,
+        httpx.AsyncClient(base_url=f"http://{address}") as client,
+    ):
+        response = await client.get("/x")
+    assert response.status_code == 500
+    assert app.calls == 0
 
 
 # --- configuration ----------------------------------------------------------------------------

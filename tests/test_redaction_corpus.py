@@ -14,6 +14,7 @@ import pytest
 from asgi_guard import AccessLogMiddleware
 
 from .conftest import Channel, RecordingApp
+from .test_accesslog import Collect
 
 pytestmark = pytest.mark.anyio
 
@@ -42,19 +43,10 @@ LOGGED = [
 PIECE = 8
 
 
-class _Records(logging.Handler):
-    def __init__(self) -> None:
-        super().__init__()
-        self.records: list[logging.LogRecord] = []
-
-    def emit(self, record: logging.LogRecord) -> None:
-        self.records.append(record)
-
-
 @pytest.fixture
-def records() -> Iterator[_Records]:
+def records() -> Iterator[Collect]:
     logger = logging.getLogger("test.corpus")
-    handler = _Records()
+    handler = Collect()
     logger.addHandler(handler)
     logger.setLevel(logging.INFO)
     logger.propagate = False
@@ -112,7 +104,7 @@ def test_the_corpus_is_what_the_docs_say() -> None:
 
 
 @pytest.mark.parametrize("case", CORPUS, ids=[case["name"] for case in CORPUS])
-async def test_no_secret_of_the_corpus_is_written(records: _Records, case: dict[str, Any]) -> None:
+async def test_no_secret_of_the_corpus_is_written(records: Collect, case: dict[str, Any]) -> None:
     """A request carrying credentials gives one record in which no piece of them appears,
     in the message or in any attribute, and the record shows where something was redacted."""
     layer = AccessLogMiddleware(RecordingApp(), logger="test.corpus", log_headers=LOGGED)

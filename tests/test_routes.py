@@ -128,7 +128,7 @@ def test_invalid_patterns_raise(pattern: str) -> None:
 def test_non_string_pattern_raises() -> None:
     """A pattern must be text."""
     with pytest.raises(ConfigurationError, match="must be a string"):
-        RouteTable([(3, 1)])  # type: ignore[list-item]
+        RouteTable([(3, 1)])  # type: ignore[arg-type]
 
 
 def test_duplicate_pattern_raises() -> None:

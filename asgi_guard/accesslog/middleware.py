@@ -36,7 +36,6 @@ MAX_HEADER: Final = 512
 MAX_VALUE: Final = 2048
 #: Longest logged subject (a verified token's ``sub``).
 MAX_SUB: Final = 256
-_START_MESSAGES: Final = ("http.response.start", "websocket.http.response.start")
 
 
 class AccessLogMiddleware(RecordWriter):
@@ -147,8 +146,14 @@ class AccessLogMiddleware(RecordWriter):
         if not enabled or self.logger.disabled:
             if self._rid_name is None:
                 await self.app(scope, receive, send)
-            else:
-                await self._ids_only(scope, receive, send)
+                return
+            # No record is wanted: the request id is still kept or made, echoed and shared.
+            send, rid = self._echo_id(scope, send)
+            token = request_id_var.set(rid)
+            try:
+                await self.app(scope, receive, send)
+            finally:
+                request_id_var.reset(token)
             return
         exchange = _Exchange(self, scope, send)
         # Matched now: a router inside may rewrite the scope's root_path before the record.
@@ -167,8 +172,8 @@ class AccessLogMiddleware(RecordWriter):
             exchange.finish()
             request_id_var.reset(token)
 
-    async def _ids_only(self, scope: Scope, receive: Receive, send: Send) -> None:
-        """No record is wanted: the request id is still kept or made, echoed and shared."""
+    def _echo_id(self, scope: Scope, send: Send) -> tuple[Send, str]:
+        """The request's id, stored in its request info, and a ``send`` that echoes it."""
         name = self._rid_name
         assert name is not None
         incoming = None
@@ -178,12 +183,7 @@ class AccessLogMiddleware(RecordWriter):
         rid = self._ids(incoming)
         info = request_info(scope)
         info.request_id = rid
-        send = info.add_headers(send, ((name, rid.encode()),), self._rid_only)
-        token = request_id_var.set(rid)
-        try:
-            await self.app(scope, receive, send)
-        finally:
-            request_id_var.reset(token)
+        return info.add_headers(send, ((name, rid.encode()),), self._rid_only), rid
 
 
 class _Exchange:

@@ -102,12 +102,14 @@ CREDENTIAL_SHAPES: Final = (
     # JWS (3 parts) and JWE (5 parts) compact serialisations (RFC 7515 section 7.1, RFC 7516
     # section 7.1): a base64url JSON header, which starts "ey" ('{"') or "ew" ('{' and a
     # newline); dots maybe percent-encoded. The header is decoded before a match counts.
-    rf"(?P<jose>e[wy]{_B64URL}{{8,}}(?:(?:\.|%2[Ee]){_B64URL}*){{2,4}})",
+    # Possessive, and only where a base64url run starts: hostile text ("eyeyey...") cannot
+    # make the search quadratic.
+    rf"(?<![A-Za-z0-9_-])(?P<jose>e[wy]{_B64URL}{{8,}}+(?:(?:\.|%2[Ee]){_B64URL}*+){{2,4}}+)",
     # Userinfo of an absolute or scheme-relative URL (RFC 3986 section 3.2.1); "\" counts as
     # "/" as browsers read it. Up to the last "@" of the authority.
     r"(?<=[/\\]{2})(?P<userinfo>[^/\\?#\s]*)@",
     # Credentials after an HTTP authentication scheme, in any field.
-    r"(?i:\b(?P<scheme>bearer|basic|digest|dpop)\s+)[A-Za-z0-9._~+/=-]{6,}",
+    r"(?i:\b(?P<scheme>bearer|basic|digest|dpop)\s++)[A-Za-z0-9._~+/=-]{6,}+",
     r"\b(?:AKIA|ASIA)[0-9A-Z]{16}\b",  # AWS access key ids
     r"AIza[0-9A-Za-z_-]{35}",  # Google API keys
     r"\bgh[pousr]_[A-Za-z0-9]{36,}|\bgithub_pat_[A-Za-z0-9_]{22,}",  # GitHub tokens

@@ -14,7 +14,8 @@ from ..routes import RouteTable
 from ..target import TargetError
 from . import tokens
 from .cache import DEFAULT_MAX_BYTES, TokenCache
-from .keys import ALG_FAMILY, KeyStore, RemoteKeys, VerifyKey, load_jwks, secret_key
+from .issuers import Issuer, build_issuer, build_issuers
+from .keys import VerifyKey
 from .rules import MISSING, PREFLIGHT, Rule, ScopeRequirement, parse_rule
 from .tokens import TokenError
 from .user import ANONYMOUS, AuthenticatedUser
@@ -26,8 +27,6 @@ _AUTHORIZATION: Final = b"authorization"
 _B64TOKEN: Final = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~+/="
 _MAX_TOKEN: Final = 16 * 1024
 _MAX_LEEWAY: Final = 300
-_DEFAULT_ALGORITHMS: Final = ("RS256", "ES256", "EdDSA")
-_HMAC: Final = frozenset({"HS256", "HS384", "HS512"})
 
 _INVALID_REQUEST: Final = Problem(
     400, "jwt.invalid_request", "Bad Request", "The Authorization header is malformed."
@@ -131,6 +130,13 @@ class JWTAuthMiddleware:
             ``Access-Control-Request-Method``) through as on a public route, for the app's
             CORS middleware to answer: browsers never send credentials with them (Fetch
             standard, CORS-preflight request). ``deny`` rules still refuse them.
+        issuers: several issuers instead of one: a list of dicts, each with ``issuer``
+            (required), ``audience``, ``algorithms`` and one of ``jwks``, ``jwks_url``,
+            ``discovery``, ``secret``, as the single-issuer options (which must then be left
+            out). A token's ``iss`` selects its entry: only that issuer's keys may verify it
+            and its audience applies; an ``iss`` no entry names is refused (401
+            ``invalid_token``) before any key is fetched. Each issuer's remote keys are
+            fetched, cached and rotated on their own.
     """
 
     def __init__(
@@ -156,34 +162,10 @@ class JWTAuthMiddleware:
         clock: Callable[[], float] = time.time,
         jwks_timeout: float = 3.0,
         public_preflight: bool = True,
+        issuers: Sequence[Mapping[str, Any]] | None = None,
     ) -> None:
         self.app = app
         self.public_preflight = public_preflight
-        sources = [s for s in (jwks, jwks_url, secret) if s is not None] + (
-            [True] if discovery else []
-        )
-        if len(sources) != 1:
-            raise ConfigurationError(
-                "jwks", "give exactly one of jwks, jwks_url, discovery=True, secret"
-            )
-        if algorithms is None:
-            algorithms = ("HS256",) if secret is not None else _DEFAULT_ALGORITHMS
-        if isinstance(algorithms, str):
-            algorithms = (algorithms,)
-        for alg in algorithms:
-            if not isinstance(alg, str) or alg.lower() == "none" or alg not in ALG_FAMILY:
-                raise ConfigurationError(
-                    "algorithms", f"{alg!r} is not an accepted signature algorithm"
-                )
-        if secret is not None and not set(algorithms) <= _HMAC:
-            raise ConfigurationError(
-                "algorithms", "with secret=, only HS256, HS384, HS512 are allowed"
-            )
-        if secret is None and set(algorithms) & _HMAC:
-            raise ConfigurationError(
-                "algorithms", "HMAC algorithms need secret=, never a public key"
-            )
-        self.algorithms = frozenset(algorithms)
         if not isinstance(leeway, (int, float)) or not 0 <= leeway <= _MAX_LEEWAY:
             raise ConfigurationError("leeway", f"must be between 0 and {_MAX_LEEWAY} seconds")
         if default not in ("authenticated", "public", "deny"):
@@ -192,15 +174,7 @@ class JWTAuthMiddleware:
             raise ConfigurationError("cache_size", "must be a whole number >= 0")
         if not isinstance(cache_max_bytes, int) or cache_max_bytes < 0:
             raise ConfigurationError("cache_max_bytes", "must be a whole number >= 0")
-        if discovery and not issuer:
-            raise ConfigurationError("discovery", "needs issuer= to find the discovery document")
         self.leeway = float(leeway)
-        self.issuer = issuer
-        if isinstance(audience, str):
-            audience = (audience,)
-        self.audiences = frozenset(audience) if audience is not None else None
-        if self.audiences is not None and not self.audiences:
-            raise ConfigurationError("audience", "must name at least one audience")
         self.token_type = token_type
         self.scope_claims = tuple(scope_claims)
         self.clock = clock
@@ -208,25 +182,44 @@ class JWTAuthMiddleware:
         self.cache_max_age = float(cache_max_age)
         self._cache = TokenCache(cache_size, cache_max_bytes, self.cache_max_age)
 
-        self._remote: RemoteKeys | None = None
-        if jwks is not None:
-            self._keys = KeyStore(load_jwks(jwks))
-            if not self._keys.keys:
-                raise ConfigurationError("jwks", "contains no usable signing key")
-        elif secret is not None:
-            self._keys = KeyStore([secret_key(secret)])
+        #: iss -> its issuer, when several are accepted; else None and ``_single`` is the one.
+        self._issuers: dict[str, Issuer] | None = None
+        if issuers is not None:
+            single = {
+                "issuer": issuer,
+                "audience": audience,
+                "algorithms": algorithms,
+                "jwks": jwks,
+                "jwks_url": jwks_url,
+                "secret": secret,
+                "discovery": discovery or None,
+            }
+            given = [name for name, value in single.items() if value is not None]
+            if given:
+                raise ConfigurationError(
+                    "issuers",
+                    f"give each issuer's options in its entry, not {', '.join(given)} beside issuers",
+                )
+            self._issuers = build_issuers(issuers, jwks_timeout, self._forget_kids)
+            self._single: Issuer | None = None
         else:
-            discovery_url = None
-            if discovery:
-                assert issuer is not None
-                discovery_url = issuer.rstrip("/") + "/.well-known/openid-configuration"
-            self._remote = RemoteKeys(
+            self._single = build_issuer(
+                issuer=issuer,
+                audience=audience,
+                algorithms=algorithms,
+                jwks=jwks,
                 jwks_url=jwks_url,
-                discovery_url=discovery_url,
+                discovery=discovery,
+                secret=secret,
                 timeout=jwks_timeout,
                 on_change=self._forget_kids,
             )
-            self._keys = self._remote.store
+            # The single issuer's parts, as attributes (as before several issuers existed).
+            self.issuer = issuer
+            self.audiences = self._single.audiences
+            self.algorithms = self._single.algorithms
+            self._keys = self._single.keys
+            self._remote = self._single.remote
 
         if '"' in realm or "\\" in realm or not realm.isprintable():
             raise ConfigurationError("realm", "must be printable without quotes or backslashes")
@@ -320,32 +313,45 @@ class JWTAuthMiddleware:
 
     async def _verify(self, token: bytes, now: float) -> tuple[AuthenticatedUser, str | None]:
         header, claims, signing_input, signature = tokens.parse(token)
-        alg = tokens.check_header(header, self.algorithms, self.token_type)
+        entry = self._single
+        if entry is None:
+            assert self._issuers is not None
+            # The unverified iss only chooses whose keys and rules apply; it is checked again,
+            # exactly, once the signature holds. An unknown one costs no key lookup, no fetch.
+            iss = claims.get("iss")
+            entry = self._issuers.get(iss) if iss.__class__ is str else None
+            if entry is None:
+                raise TokenError(tokens.BAD_ISSUER)
+        alg = tokens.check_header(header, entry.algorithms, self.token_type)
         kid: str | None = header.get("kid")
-        keys = await self._candidates(kid, alg)
+        keys = await _candidates(entry, kid, alg)
         key = tokens.verify_signature(alg, signing_input, signature, keys)
         tokens.check_times(claims, now, self.leeway)
-        tokens.check_claims(claims, self.issuer, self.audiences)
+        tokens.check_claims(claims, entry.issuer, entry.audiences)
         scopes = tokens.granted_scopes(claims, self.scope_claims)
-        return AuthenticatedUser(claims.get("sub"), scopes, claims), key.kid
-
-    async def _candidates(self, kid: str | None, alg: str) -> list[VerifyKey]:
-        remote = self._remote
-        if remote is not None and not await remote.ready():
-            raise TokenError(_NO_KEYS)
-        keys = self._keys.candidates(kid, alg)
-        if keys:
-            return keys
-        # An unknown kid may be a freshly rotated key: refetch (rate-limited, single flight).
-        unknown = kid is not None and kid not in self._keys.by_kid
-        if remote is not None and unknown and await remote.refetch_for_unknown_kid():
-            keys = self._keys.candidates(kid, alg)
-            if keys:
-                return keys
-        if self._keys.kidless_refused(alg) if kid is None else kid not in self._keys.by_kid:
-            raise TokenError(tokens.UNKNOWN_KEY)
-        raise TokenError(tokens.BAD_ALG)
+        user = AuthenticatedUser(claims.get("sub"), scopes, claims)
+        return user, None if key.kid is None else entry.tag + key.kid
 
     def _forget_kids(self, kids: set[str]) -> None:
         """Drop cached verifications made with keys that left the key set."""
         self._cache.forget_kids(kids)
+
+
+async def _candidates(issuer: Issuer, kid: str | None, alg: str) -> list[VerifyKey]:
+    """The keys of ``issuer`` that may verify a token naming ``kid`` and ``alg``."""
+    remote = issuer.remote
+    if remote is not None and not await remote.ready():
+        raise TokenError(_NO_KEYS)
+    store = issuer.keys
+    keys = store.candidates(kid, alg)
+    if keys:
+        return keys
+    # An unknown kid may be a freshly rotated key: refetch (rate-limited, single flight).
+    unknown = kid is not None and kid not in store.by_kid
+    if remote is not None and unknown and await remote.refetch_for_unknown_kid():
+        keys = store.candidates(kid, alg)
+        if keys:
+            return keys
+    if store.kidless_refused(alg) if kid is None else kid not in store.by_kid:
+        raise TokenError(tokens.UNKNOWN_KEY)
+    raise TokenError(tokens.BAD_ALG)

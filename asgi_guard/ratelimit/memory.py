@@ -114,49 +114,57 @@ class MemoryCounters:
             self.sweep(now)
         strategy = self.strategy
         raws: list[Any] = []
+        indices: list[int] = []  # per item: the window index, or a moving window's stamp
         admitted = True
         shards = self._shards
         for key, limit, window in items:
             entry = shards[hash(key) & (_SHARDS - 1)].get(key)
             if strategy == SLIDING:
-                index = now // window
+                index, elapsed = now // window, now % window
                 prev = curr = 0
                 if entry is not None:
+                    if entry[1] > index:  # decided late: as the Redis script does
+                        index, elapsed = entry[1], 0
                     if entry[1] == index:
                         prev, curr = entry[2], entry[3]
                     elif entry[1] == index - 1:
                         prev = entry[3]
-                weighted = prev * (window - now % window) // window + curr
+                indices.append(index)
+                weighted = prev * (window - elapsed) // window + curr
                 raws.append((prev, curr))
                 admitted = admitted and weighted + cost <= limit
             elif strategy == MOVING:
                 floor = now - window
                 counted = [s for s in entry[1:] if s > floor] if entry is not None else []
+                indices.append(max(now, entry[-1]) if entry is not None and len(entry) > 1 else now)
                 raws.append(counted)
                 admitted = admitted and len(counted) + cost <= limit
             else:
                 index = now // window
+                if entry is not None and entry[1] > index:
+                    index = entry[1]
+                indices.append(index)
                 count = entry[2] if entry is not None and entry[1] == index else 0
                 raws.append((count,))
                 admitted = admitted and count + cost <= limit
         if admitted:
             for position, (key, limit, window) in enumerate(items):
                 if strategy == SLIDING:
-                    index = now // window
+                    index = indices[position]
                     prev, curr = raws[position]
                     curr += cost
                     raws[position] = (prev, curr)
                     entry = self._entry(key, [0, index, 0, 0])
                     entry[0], entry[1], entry[2], entry[3] = (index + 2) * window, index, prev, curr
                 elif strategy == MOVING:
-                    counted = raws[position]
-                    counted.extend([now] * cost)
+                    counted, stamp = raws[position], indices[position]
+                    counted.extend([stamp] * cost)
                     del counted[:-limit]
                     entry = self._entry(key, [0])
                     entry[1:] = counted
-                    entry[0] = now + window
+                    entry[0] = stamp + window
                 else:
-                    index = now // window
+                    index = indices[position]
                     (count,) = raws[position]
                     raws[position] = (count + cost,)
                     entry = self._entry(key, [0, index, 0])

@@ -84,9 +84,17 @@ def _check_cost(option: str, cost: Any) -> int:
     return cost
 
 
+#: What the callables answer when they are sync: never awaitable, so never asked.
+_PLAIN: Final = frozenset({str, int, bool})
+
+
 async def _call(func: Callable[[Scope], Any], scope: Scope) -> Any:
-    """``func(scope)``, awaited when it is a coroutine function (or returns an awaitable)."""
+    """``func(scope)``, awaited when it returns an awaitable (an async callable)."""
     result = func(scope)
+    # A sync answer skips inspect.isawaitable: about 3,000 instructions a request fewer
+    # (callgrind, layer:percaller-ratelimit: sync callable limit +7,541 -> +4,607 over static).
+    if result.__class__ in _PLAIN:
+        return result
     if inspect.isawaitable(result):
         result = await result
     return result

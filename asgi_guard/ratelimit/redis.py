@@ -49,17 +49,25 @@ local out = {}
 
 # ARGV: now (ms), cost, then (limit, window ms) per key. Reply: admitted, then two integers
 # per key (the raw state windows.figures reads).
+#
+# Requests do not reach the server in the order their processes read the clock: one that read
+# it before a window turned may run after one that read it after. Such a late request is
+# decided in the newer window, at its start (the previous window weighs fully), and a moving
+# window's late hit is stamped with the newest stamp: a late request is counted as strictly as
+# the requests before it, never against a counter it would reset.
 _SCRIPTS: Final = {
     SLIDING: _IDIV
     + """
 for i = 1, #KEYS do
   local limit, window = tonumber(ARGV[1 + 2 * i]), tonumber(ARGV[2 + 2 * i])
   local index = idiv(now, window)
+  local elapsed = now - index * window
   local saved = redis.call('HMGET', KEYS[i], 'i', 'p', 'c')
   local at, prev, curr = tonumber(saved[1]), 0, 0
+  if at and at > index then index, elapsed = at, 0 end  -- a later window is saved: see below
   if at == index then prev, curr = tonumber(saved[2]), tonumber(saved[3])
   elseif at == index - 1 then prev = tonumber(saved[3]) end
-  if idiv(prev * (window - (now - index * window)), window) + curr + cost > limit then ok = 0 end
+  if idiv(prev * (window - elapsed), window) + curr + cost > limit then ok = 0 end
   state[i] = {index, prev, curr, window}
 end
 out[1] = ok
@@ -80,8 +88,9 @@ for i = 1, #KEYS do
   local limit, window = tonumber(ARGV[1 + 2 * i]), tonumber(ARGV[2 + 2 * i])
   local index = idiv(now, window)
   local saved = redis.call('HMGET', KEYS[i], 'i', 'n')
-  local count = 0
-  if tonumber(saved[1]) == index then count = tonumber(saved[2]) end
+  local at, count = tonumber(saved[1]), 0
+  if at and at > index then index = at end
+  if at == index then count = tonumber(saved[2]) end
   if count + cost > limit then ok = 0 end
   state[i] = {index, count, window}
 end
@@ -102,24 +111,25 @@ return out
 for i = 1, #KEYS do
   local limit, window = tonumber(ARGV[1 + 2 * i]), tonumber(ARGV[2 + 2 * i])
   local stamps = redis.call('LRANGE', KEYS[i], 0, limit - 1)
-  local counted = {}
+  local counted, newest = {}, now
   for j = 1, #stamps do
     local s = tonumber(stamps[j])
     if s > now - window then counted[#counted + 1] = s end
+    if s > newest then newest = s end
   end
   if #counted + cost > limit then ok = 0 end
-  state[i] = {counted, limit, window}
+  state[i] = {counted, limit, window, newest}
 end
 out[1] = ok
 for i = 1, #KEYS do
-  local counted, limit, window = state[i][1], state[i][2], state[i][3]
+  local counted, limit, window, newest = state[i][1], state[i][2], state[i][3], state[i][4]
   if ok == 1 then
     for _ = 1, cost do
-      redis.call('LPUSH', KEYS[i], now)
-      counted[#counted + 1] = now
+      redis.call('LPUSH', KEYS[i], newest)
+      counted[#counted + 1] = newest
     end
     redis.call('LTRIM', KEYS[i], 0, limit - 1)
-    redis.call('PEXPIREAT', KEYS[i], now + window)
+    redis.call('PEXPIREAT', KEYS[i], newest + window)
   end
   local stamp = 0
   if #counted > 0 then
@@ -192,6 +202,7 @@ class RedisCounters:
         self._last_reply = 0.0  # on the loop's clock minus busy time
         self.busy = 0.0  # seconds the loop was busy while calls were pending
         self._beat_at = self._beat_cpu = 0.0  # the last heartbeat: loop time, thread CPU time
+        self._beat_due = 0.0  # when the next one is due (uvloop's handles do not say)
         self._pending = 0
         self._beat: asyncio.TimerHandle | None = None
         self.prefix = "ag" + strategy[0] + ":{"  # ags / agm / agf: one key type each
@@ -206,7 +217,8 @@ class RedisCounters:
         self._pending += 1
         if self._beat is None:
             self._beat_at, self._beat_cpu = loop.time(), time.thread_time()
-            self._beat = loop.call_at(self._beat_at + _BEAT, self._heartbeat, loop)
+            self._beat_due = self._beat_at + _BEAT
+            self._beat = loop.call_at(self._beat_due, self._heartbeat, loop)
         watch = _Watch(self, loop)
         try:
             async with asyncio.timeout(None) as deadline:
@@ -248,11 +260,10 @@ class RedisCounters:
         return sha
 
     def _busy_since_beat(self, now: float) -> float:
-        beat = self._beat
-        if beat is None:
+        if self._beat is None:
             return 0.0
         cpu = time.thread_time() - self._beat_cpu
-        return min(now - self._beat_at, max(cpu, now - beat.when()))
+        return min(now - self._beat_at, max(cpu, now - self._beat_due))
 
     def busy_at(self, now: float) -> float:
         """The loop's busy time until ``now``, the current heartbeat interval included."""
@@ -262,7 +273,8 @@ class RedisCounters:
         now = loop.time()
         self.busy += self._busy_since_beat(now)
         self._beat_at, self._beat_cpu = now, time.thread_time()
-        self._beat = loop.call_at(now + _BEAT, self._heartbeat, loop) if self._pending else None
+        self._beat_due = now + _BEAT
+        self._beat = loop.call_at(self._beat_due, self._heartbeat, loop) if self._pending else None
 
     async def discard_idle(self) -> None:
         """Close pooled connections that predate a fault (a restarted server broke them)."""
