@@ -121,19 +121,19 @@ class RequestContext:
         if not added:
             return
         out = [*message.get("headers", ())]
-        present: set[bytes] | None = None
-        for index in range(len(added) - 1, -1, -1):
-            source, unless = added[index]
+        for source, unless in reversed(added):
             lines = source if type(source) is tuple else source.headers()  # type: ignore[union-attr]
             if unless:
-                if present is None:
-                    present = {key.lower() for key, _ in out}
-                if not present.isdisjoint(unless):
-                    lines = tuple(
-                        line for line in lines if line[0] not in unless or line[0] not in present
-                    )
-            if present is not None:
-                present.update(key for key, _ in lines)
+                # Plain loops, no set or generator: most responses have none of these names.
+                for key, _ in out:
+                    if key.lower() in unless:
+                        present = {key.lower() for key, _ in out}
+                        lines = [
+                            line
+                            for line in lines
+                            if line[0] not in unless or line[0] not in present
+                        ]
+                        break
             out += lines
         message["headers"] = out
 
