@@ -15,9 +15,7 @@ def test_check_leaves_logging_as_it_was(output: str, caplog: pytest.LogCaptureFi
     none of it when only checked: the process running ``check`` keeps its own logging."""
     logger = logging.getLogger("test.check.untouched")
     assert (logger.handlers, logger.level, logger.propagate) == ([], logging.NOTSET, True)
-    findings = check({"access_log": {"logger": logger.name, "output": output}}, environ={})
+    check({"access_log": {"logger": logger.name, "output": output}}, environ={})
     assert (logger.handlers, logger.level, logger.propagate) == ([], logging.NOTSET, True)
     assert logging.getLogger("asgi_guard").disabled is False
     assert [r for r in caplog.records if r.name == "asgi_guard"] == []
-    codes = [finding.code for finding in findings]
-    assert ("AG016" in codes) == (output == "logging")

@@ -30,6 +30,8 @@ _DOT: Final = "[^\\n\\r\\u2028\\u2029]"
 #: Escapes that mean the same single character in both dialects.
 _SAME: Final = frozenset("tnrfv") | frozenset("\\/.*+?()[]{}|^$-")
 _HEX: Final = re.compile(r"x[0-9A-Fa-f]{2}|u[0-9A-Fa-f]{4}")
+_SURROGATE: Final = re.compile(r"u[dD][89a-fA-F]")
+_LONE: Final = re.compile(r"[\ud800-\udfff]")
 _BRACES: Final = re.compile(r"\{[0-9]+(?:,[0-9]*)?\}")
 #: Group openers with the same meaning in both: plain, non-capturing, lookaheads.
 _GROUPS: Final = ("(?:", "(?=", "(?!")
@@ -55,6 +57,11 @@ def _escape(pattern: str, i: int, in_class: bool) -> tuple[str, int]:
         return pattern[i : i + 2], i + 2
     hex_escape = _HEX.match(pattern, i + 1)
     if hex_escape:
+        if _SURROGATE.match(hex_escape.group()):
+            # With the u flag, "\\uD83D\\uDE00" is one code point (U+1F600); Python reads two
+            # lone surrogates, which no decoded string holds: "[^\\uD83D\\uDE00]" would admit
+            # the very character ECMA-262 excludes.
+            raise Untranslatable(f"the surrogate escape '\\{hex_escape.group()}'")
         return "\\" + hex_escape.group(), hex_escape.end()
     if char == "0" and not pattern[i + 2 : i + 3].isdigit():
         return "\\x00", i + 2
@@ -65,6 +72,8 @@ def translate(pattern: str) -> str:
     """The Python ``re`` pattern matching exactly what the ECMA-262 ``pattern`` matches, used
     with ``re.search`` (JSON Schema patterns are not anchored). Raises
     :class:`Untranslatable` naming what it cannot carry over."""
+    if _LONE.search(pattern):
+        raise Untranslatable("a surrogate code point (no character of a JSON string)")
     out: list[str] = []
     i = 0
     in_class = False

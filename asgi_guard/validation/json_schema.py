@@ -13,6 +13,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator, Mapping
 from typing import Any, Final
+from urllib.parse import unquote
 
 import jsonschema_rs
 
@@ -112,8 +113,59 @@ def _walk(schema: Any, where: str) -> Iterator[tuple[Mapping[str, Any], str]]:
             yield from _walk(sub, at)
 
 
+def _pointers(schema: Any, pointer: str, out: set[str]) -> set[str]:
+    """The JSON Pointers (RFC 6901, as ``#`` fragments) of every schema in ``schema``."""
+    out.add(pointer)
+    if isinstance(schema, Mapping):
+        for keyword, value in schema.items():
+            token = f"{pointer}/{_escape_token(keyword)}"
+            if keyword in _ONE:
+                _pointers(value, token, out)
+            elif keyword in _LIST and isinstance(value, list):
+                for i, item in enumerate(value):
+                    _pointers(item, f"{token}/{i}", out)
+            elif keyword in _MAP and isinstance(value, Mapping):
+                for name, item in value.items():
+                    _pointers(item, f"{token}/{_escape_token(name)}", out)
+    return out
+
+
+def _escape_token(name: Any) -> str:
+    return str(name).replace("~", "~0").replace("/", "~1")
+
+
+def _check_references(schema: Any, option: str) -> None:
+    """Refuse a same-document ``$ref`` to a place that holds no schema (``#/examples/0``,
+    ``#/$defs``): it would be read as one, unchecked, its misspelt keywords ignored. A
+    fragment is read in the schema resource it is written in (the nearest ``$id``)."""
+    resources: dict[int, set[str]] = {}
+
+    def check(node: Any, where: str, resource: Mapping[str, Any]) -> None:
+        if not isinstance(node, Mapping):
+            return
+        if "$id" in node:
+            resource = node
+        for keyword in ("$ref", "$dynamicRef"):
+            target = node.get(keyword)
+            if not isinstance(target, str) or not target.startswith("#/"):
+                continue
+            pointers = resources.get(id(resource))
+            if pointers is None:
+                pointers = resources[id(resource)] = _pointers(resource, "#", set())
+            if unquote(target) not in pointers:
+                raise ConfigurationError(
+                    option, f"'{keyword}' {target!r} at {where}.{keyword} names no subschema"
+                )
+        for sub, at in _subschemas(node, where):
+            check(sub, at, resource)
+
+    if isinstance(schema, Mapping):
+        check(schema, "$", schema)
+
+
 def _check_keywords(schema: Any, option: str) -> None:
-    """Refuse another draft's meta-schema and keywords that would be ignored."""
+    """Refuse another draft's meta-schema, keywords that would be ignored, and references to
+    what is no schema."""
     for node, where in _walk(schema, "$"):
         declared = node.get("$schema", _DRAFT)
         if declared not in (_DRAFT, _DRAFT + "#"):
@@ -131,6 +183,7 @@ def _check_keywords(schema: Any, option: str) -> None:
                     f"unknown keyword {keyword!r} at {where}.{keyword}: JSON Schema would"
                     " ignore it (a misspelt keyword validates nothing)",
                 )
+    _check_references(schema, option)
 
 
 def _exact_patterns(schema: Any, where: str, option: str) -> Any:

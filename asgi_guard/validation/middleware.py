@@ -266,8 +266,10 @@ class ValidationMiddleware:
         # per request cost about 24,000 instructions and a clock read about 700.
         deadlines = self._deadlines
         reading = True
-        if deadlines is not None and deadlines.watchdog is None:
-            deadlines.start()
+        if deadlines is not None:
+            watch = deadlines.local.watch  # this thread's loop's: a layer may serve several
+            if watch is None or watch.done:
+                deadlines.start()
         try:
             message = await receive()
             body: bytes = message.get("body", b"")
