@@ -26,6 +26,8 @@ _FIXED: Final = ("--factory", "--no-proxy-headers", "--no-access-log", "--no-ser
 _REFUSED: Final = {
     "proxy_headers": "--proxy-headers (the [proxy] section decides whom to trust)",
     "forwarded_allow_ips": "--forwarded-allow-ips (use proxy.trusted)",
+    # uvicorn's access log writes each query string as sent, tokens and passwords included.
+    "access_log": "--access-log (it logs query strings unredacted; use [access_log])",
 }
 
 

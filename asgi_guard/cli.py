@@ -146,11 +146,14 @@ def _keys(args: argparse.Namespace) -> int:
         raise _Fail(f"{out} or {public} exists; use --force to replace them")
     keys = generate_keys()
     try:
-        # Created private from the start: no moment where another user can read the key.
-        fd = os.open(out, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        # Created private from the start: no moment where another user can read the key. A
+        # file replaced by --force goes first: reopened, it kept its mode until the chmod,
+        # and a symlink in its place had the key written wherever it pointed.
+        if args.force:
+            out.unlink(missing_ok=True)
+        fd = os.open(out, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         with os.fdopen(fd, "w") as private:
             private.write(json.dumps(keys, indent=2) + "\n")
-        out.chmod(0o600)
         public.write_text(json.dumps(public_jwks(keys), indent=2) + "\n")
     except OSError as exc:
         raise _Fail(f"cannot write {exc.filename or out}: {exc.strerror}") from None
@@ -168,11 +171,19 @@ def _token(args: argparse.Namespace) -> int:
         jwt = load_config(args.config).jwt
         if jwt is None:
             raise _Fail(f"{args.config} has no [jwt] section")
-        first = jwt.audience[0] if isinstance(jwt.audience, list) else jwt.audience
-        issuer = issuer or jwt.issuer
+        source: Any = jwt
+        if jwt.issuers:
+            # Several issuers: the one --issuer names, else the first (its iss, aud and secret),
+            # so the token is one the configured app accepts.
+            chosen = [entry for entry in jwt.issuers if issuer in (None, entry.issuer)]
+            if not chosen:
+                raise _Fail(f"{args.config} lists no issuer {issuer!r} in jwt.issuers")
+            source = chosen[0]
+        first = source.audience[0] if isinstance(source.audience, list) else source.audience
+        issuer = issuer or source.issuer
         audience = audience or first
         if secret is None and args.key is None:
-            secret = jwt.secret
+            secret = source.secret
     claims: dict[str, Any] = {
         "sub": args.sub,
         "scopes": args.scope.split(),

@@ -399,56 +399,6 @@ def resolve(reference: str, where: str) -> Any:
     return value
 
 
-def _schema(value: Any, where: str) -> Any:
-    return resolve(value, where) if isinstance(value, str) else value
-
-
-def _identity_key(key: str) -> bool:
-    return key == "sub" or key.startswith("claim:")
-
-
-def _builtin(value: Any) -> Any:
-    """A limit option as the layer takes it: a string, or a dict for a :class:`ClaimLimit`."""
-    return msgspec.to_builtins(value) if isinstance(value, msgspec.Struct) else value
-
-
-def _no_claim_limit_before_jwt(
-    limit: Any, rules: dict[str, Any], routes: list[RouteConfig]
-) -> None:
-    """Refuse a claim-chosen limit in the IP-keyed layer, which runs before JWT: no verified
-    claim exists there, so every caller would silently get the default."""
-    from .ratelimit import is_claim_limit
-
-    found = "rate_limit.limit" if is_claim_limit(limit) else None
-    for pattern, value in rules.items():
-        if found is None and (
-            is_claim_limit(value)
-            or (isinstance(value, dict) and is_claim_limit(value.get("limit")))
-        ):
-            index = next((i for i, r in enumerate(routes) if r.path == pattern), None)
-            found = f"rate_limit.rules[{pattern!r}]" if index is None else f"routes[{index}].limit"
-    if found is not None:
-        raise ConfigurationError(
-            found,
-            "a limit chosen by a claim needs the verified token: the IP-keyed limit runs before"
-            ' JWT. Use key = "sub" (or "claim:<name>"), or put it in identity_limit',
-        )
-
-
-def _options(section: _Section) -> dict[str, Any]:
-    """A section's fields as keyword arguments for its layer."""
-    return msgspec.structs.asdict(section)
-
-
-def _build(option: str, factory: Any, app: ASGIApp, **kwargs: Any) -> ASGIApp:
-    """Build one layer, prefixing its ConfigurationError with the config section."""
-    try:
-        layer: ASGIApp = factory(app, **kwargs)
-    except ConfigurationError as exc:
-        raise ConfigurationError(f"{option}.{exc.option}", exc.message) from None
-    return layer
-
-
 def guard(
     app: ASGIApp,
     config: GuardConfig | Mapping[str, Any] | str | os.PathLike[str],
@@ -457,198 +407,23 @@ def guard(
 ) -> ASGIApp:
     """Wrap ``app`` in the layers ``config`` enables, in the order that keeps them correct::
 
-        ProxyHeaders -> AccessLog -> AllowedHosts -> HTTPSRedirect -> SecurityHeaders
-            -> RateLimit(ip) -> JWTAuth -> RateLimit(identity) -> Validation -> app
+        ProxyHeaders -> Metrics -> AccessLog -> AllowedHosts -> HTTPSRedirect
+            -> SecurityHeaders -> RateLimit(ip) -> JWTAuth -> RateLimit(identity)
+            -> Validation -> app
+
+    The order, each layer's options and how ``routes`` merge into the layers' rules are
+    tables in :mod:`asgi_guard.stack` (``STACK``, ``ROUTE_RULES``).
 
     ``config`` is a :class:`GuardConfig`, a dict of the same shape, or the path of a TOML file
     (``pyproject.toml`` is read from ``[tool.asgi-guard]``). ``ASGI_GUARD_<SECTION>__<OPTION>``
     environment variables override file values. A bad config raises
     :class:`ConfigurationError` here, at start-up, never at the first request.
     """
-    from .accesslog import AccessLogMiddleware
-    from .headers import SecurityHeadersMiddleware
-    from .hosts import AllowedHostsMiddleware
-    from .https import HTTPSRedirectMiddleware
-    from .jwt import JWTAuthMiddleware
-    from .metrics import AppTimer, MetricsMiddleware
-    from .proxy import ProxyHeadersMiddleware
-    from .ratelimit import RateLimitMiddleware, policy_of
-    from .routes import parse_pattern
-    from .validation import ValidationMiddleware
+    from .stack import build
 
     cfg = load_config(config, environ)
     if cfg.dev:
         from .local import local_mode
 
         cfg = local_mode(cfg)
-    jwt_rules = dict(cfg.jwt.rules) if cfg.jwt else {}
-    limit_rules = dict(cfg.rate_limit.rules) if cfg.rate_limit else {}
-    schemas = {
-        k: _schema(v, f"validation.schemas[{k!r}]")
-        for k, v in (cfg.validation.schemas if cfg.validation else {}).items()
-    }
-    queries = {
-        k: _schema(v, f"validation.query[{k!r}]")
-        for k, v in (cfg.validation.query if cfg.validation else {}).items()
-    }
-    exempt = list(cfg.https.exempt) if cfg.https else []
-    excluded = list(cfg.access_log.exclude) if cfg.access_log else []
-    header_rules = dict(cfg.headers.rules) if cfg.headers else {}
-    for index, route in enumerate(cfg.routes):
-        where = f"routes[{index}]"
-        parse_pattern(route.path, f"{where}.path")
-        if route.scopes is not None or route.public:
-            if cfg.jwt is None:
-                raise ConfigurationError(f"{where}.scopes", "needs a [jwt] section")
-            if route.scopes is not None and route.public:
-                raise ConfigurationError(f"{where}.public", "a public route cannot require scopes")
-            jwt_rules[route.path] = "public" if route.public else list(route.scopes or [])
-        if route.limit is not None:
-            if cfg.rate_limit is None:
-                raise ConfigurationError(f"{where}.limit", "needs a [rate_limit] section")
-            route_limit = _builtin(route.limit)
-            policy_of(f"{where}.limit", route_limit, "", route.cost)
-            limit_rules[route.path] = (
-                {"limit": route_limit, "cost": route.cost} if route.cost != 1 else route_limit
-            )
-        if route.schema is not None:
-            if cfg.validation is None:
-                raise ConfigurationError(f"{where}.schema", "needs a [validation] section")
-            schemas[route.path] = _schema(route.schema, f"{where}.schema")
-        if route.query is not None:
-            if cfg.validation is None:
-                raise ConfigurationError(f"{where}.query", "needs a [validation] section")
-            queries[route.path] = _schema(route.query, f"{where}.query")
-        if route.redirect_exempt:
-            if cfg.https is None:
-                raise ConfigurationError(f"{where}.redirect_exempt", "needs an [https] section")
-            exempt.append(route.path)
-        if not route.log:
-            if cfg.access_log is None:
-                raise ConfigurationError(f"{where}.log", "needs an [access_log] section")
-            excluded.append(route.path)
-        if route.headers is not None:
-            if cfg.headers is None:
-                raise ConfigurationError(f"{where}.headers", "needs a [headers] section")
-            header_rules[route.path] = route.headers
-
-    # Built from the inside out. Sections use the layers' own option names, so each section's
-    # fields are passed as they are, with the rules merged from `routes` overriding.
-    stack: ASGIApp = app
-    if cfg.metrics is not None and cfg.metrics.otel and cfg.metrics.histogram:
-        stack = AppTimer(stack)  # innermost: the app's own time, subtracted from the stack's
-    if cfg.validation is not None:
-        stack = _build(
-            "validation",
-            ValidationMiddleware,
-            stack,
-            **{**_options(cfg.validation), "schemas": schemas, "query": queries},
-        )
-    # An IP-keyed limit runs before JWT (floods are refused before a signature check); an
-    # identity-keyed one (sub, claim:...) after it, where the identity is known.
-    rl = cfg.rate_limit
-    ip_limits: dict[str, Any] | None = None
-    identity_limits: dict[str, Any] | None = None
-    if rl is not None:
-        common = _options(rl)
-        for own in ("limit", "rules", "key", "identity_limit"):
-            del common[own]
-        limit, identity_limit = _builtin(rl.limit), _builtin(rl.identity_limit)
-        if _identity_key(rl.key):
-            if rl.identity_limit is not None:
-                raise ConfigurationError(
-                    "rate_limit.identity_limit", "with an identity key, use limit"
-                )
-            identity_limits = {"limit": limit, "rules": limit_rules, "key": rl.key, **common}
-        else:
-            _no_claim_limit_before_jwt(limit, limit_rules, cfg.routes)
-            ip_limits = {"limit": limit, "rules": limit_rules, "key": rl.key, **common}
-            if rl.identity_limit is not None:
-                identity_limits = {"limit": identity_limit, "rules": {}, "key": "sub", **common}
-        if identity_limits is not None:
-            if cfg.jwt is None:
-                raise ConfigurationError(
-                    "rate_limit.key", "identity-keyed limits need a [jwt] section"
-                )
-            stack = _build("rate_limit", RateLimitMiddleware, stack, **identity_limits)
-    if cfg.jwt is not None:
-        jwt_options = {**_options(cfg.jwt), "rules": jwt_rules}
-        if cfg.jwt.issuers is not None:
-            jwt_options["issuers"] = [_options(entry) for entry in cfg.jwt.issuers]
-        stack = _build("jwt", JWTAuthMiddleware, stack, **jwt_options)
-    if ip_limits is not None:
-        stack = _build("rate_limit", RateLimitMiddleware, stack, **ip_limits)
-    # Security headers outside every layer that refuses (429, 401, 403, 413, 422), so its
-    # refusals carry them too.
-    if cfg.headers is not None:
-        stack = _build(
-            "headers",
-            SecurityHeadersMiddleware,
-            stack,
-            **{**_options(cfg.headers), "rules": header_rules},
-        )
-    if cfg.https is not None:
-        https_options = {**_options(cfg.https), "exempt": exempt}
-        if cfg.https.allowed_hosts is None and cfg.hosts is not None:
-            # A redirect may point only where requests are served.
-            https_options["allowed_hosts"] = cfg.hosts.allowed
-        stack = _build("https", HTTPSRedirectMiddleware, stack, **https_options)
-    # After ProxyHeaders (the forwarded Host is the one checked), inside the access log (its
-    # refusals are logged), before everything else.
-    if cfg.hosts is not None:
-        stack = _build("hosts", AllowedHostsMiddleware, stack, **_options(cfg.hosts))
-    if cfg.access_log is not None:
-        stack = _build(
-            "access_log",
-            AccessLogMiddleware,
-            stack,
-            **{**_options(cfg.access_log), "exclude": excluded},
-        )
-    if cfg.metrics is not None:
-        # Outside every layer that refuses, so it sees each decision's final code.
-        deciding = [
-            ("host", cfg.hosts is not None),
-            ("https", cfg.https is not None),
-            ("ratelimit", ip_limits is not None),
-            ("jwt", cfg.jwt is not None),
-            ("ratelimit", identity_limits is not None),
-            ("validation", cfg.validation is not None),
-        ]
-        patterns = [
-            *(route.path for route in cfg.routes),
-            *jwt_rules,
-            *limit_rules,
-            *schemas,
-            *queries,
-            *exempt,
-            *excluded,
-        ]
-        hook = cfg.metrics.on_decision
-        stack = _build(
-            "metrics",
-            MetricsMiddleware,
-            stack,
-            layers=[layer for layer, present in deciding if present],
-            routes=_distinct_routes(patterns),
-            otel=cfg.metrics.otel,
-            histogram=cfg.metrics.histogram,
-            on_decision=None if hook is None else resolve(hook, "metrics.on_decision"),
-        )
-    if cfg.proxy is not None:
-        stack = _build("proxy", ProxyHeadersMiddleware, stack, **_options(cfg.proxy))
-    return stack
-
-
-def _distinct_routes(patterns: list[str]) -> list[str]:
-    """The patterns, each route once: sections may name the same route in other spellings
-    (``GET /a`` in one, ``GET|HEAD /a`` in another), which one table cannot hold twice."""
-    from .routes import RouteTable
-
-    kept: list[str] = []
-    for pattern in dict.fromkeys(patterns):
-        try:
-            RouteTable.of_patterns([*kept, pattern], option="routes")
-        except ConfigurationError:
-            continue
-        kept.append(pattern)
-    return kept
+    return build(app, cfg)

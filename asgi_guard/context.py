@@ -4,15 +4,13 @@ The first layer that sees a request makes the context (``scope["state"]["asgi_gu
 any layer used alone makes its own). It owns the per-request facts the layers decide and the
 access log and metrics report, each with a stated merge rule:
 
-=============== ============================================================================
-``request_id``  set by the access log (kept from the client when safe, else made).
-``code``        the stable code of the refusal that answered; a later refusal overwrites a
-                shadow decision's code (only one refusal can answer).
-``shadow``      a rate limit counted over its limit but let the request through.
-``ratelimit``   ``(limit, remaining, reset)`` of the tightest limit applied: see
-                :meth:`RequestContext.note_limit`.
-``sub``         the subject of a verified token whose request a later layer refused.
-=============== ============================================================================
+- ``request_id``: set by the access log (kept from the client when safe, else made);
+- ``code``: the stable code of the refusal that answered; a later refusal overwrites a shadow
+  decision's code (only one refusal can answer);
+- ``shadow``: a rate limit counted over its limit but let the request through;
+- ``ratelimit``: ``(limit, remaining, reset)`` of the tightest limit applied (see
+  :meth:`RequestContext.note_limit`), and ``ratelimit_fields``, the one RateLimit pair shown;
+- ``sub``: the subject of a verified token whose request a later layer refused;
 
 and ONE response hook. Layers that add response headers (HSTS, security headers, the
 RateLimit fields, the request-id echo) append them with :meth:`RequestContext.add_headers`;
@@ -123,19 +121,19 @@ class RequestContext:
         if not added:
             return
         out = [*message.get("headers", ())]
-        present: set[bytes] | None = None
-        for index in range(len(added) - 1, -1, -1):
-            source, unless = added[index]
+        for source, unless in reversed(added):
             lines = source if type(source) is tuple else source.headers()  # type: ignore[union-attr]
             if unless:
-                if present is None:
-                    present = {key.lower() for key, _ in out}
-                if not present.isdisjoint(unless):
-                    lines = tuple(
-                        line for line in lines if line[0] not in unless or line[0] not in present
-                    )
-            if present is not None:
-                present.update(key for key, _ in lines)
+                # Plain loops, no set or generator: most responses have none of these names.
+                for key, _ in out:
+                    if key.lower() in unless:
+                        present = {key.lower() for key, _ in out}
+                        lines = [
+                            line
+                            for line in lines
+                            if line[0] not in unless or line[0] not in present
+                        ]
+                        break
             out += lines
         message["headers"] = out
 

@@ -725,82 +725,35 @@ def logging_references() -> Group:
 # --- the whole stack --------------------------------------------------------------------------
 
 
-def stacks() -> list[Group]:
+def peer_stack(app: Any) -> Any:
+    """The same jobs done by the peers: uvicorn-style proxy headers aside, Starlette's HTTPS
+    redirect, slowapi, pyjwt and jsonschema in BaseHTTPMiddlewares, and a logging middleware."""
     import logging
 
+    from slowapi import Limiter
+    from slowapi.middleware import SlowAPIASGIMiddleware
+    from slowapi.util import get_remote_address
+    from starlette.applications import Starlette
     from starlette.middleware.httpsredirect import HTTPSRedirectMiddleware as StarletteHTTPS
-
-    from asgi_guard import (
-        AccessLogMiddleware,
-        HTTPSRedirectMiddleware,
-        JWTAuthMiddleware,
-        ProxyHeadersMiddleware,
-        RateLimitMiddleware,
-        ValidationMiddleware,
-    )
+    from starlette.routing import Mount
 
     m = jwt_material()
-    _null_logger("bench.stack")
     _null_logger("bench.peerstack")
+    public_pem = m["rsa"].get_op_key("verify")
+    inner = jsonschema_peer(app)
+    inner = pyjwt_peer(inner, public_pem, "RS256")
+    limited = Starlette(routes=[Mount("/", app=inner)])
+    limited.state.limiter = Limiter(key_func=get_remote_address, default_limits=[BIG_LIMIT])
+    limited.add_middleware(SlowAPIASGIMiddleware)
+    outer = StarletteHTTPS(limited)
+    return logging_peer(outer, logging.getLogger("bench.peerstack"))
 
-    def guarded(app: Any) -> Any:
-        inner: ASGIApp = ValidationMiddleware(app, schemas={"POST /orders": order_struct()})
-        inner = JWTAuthMiddleware(
-            inner, jwks=m["jwks"], issuer="https://issuer.example", audience="api"
-        )
-        inner = RateLimitMiddleware(inner, limit=BIG_LIMIT)
-        inner = HTTPSRedirectMiddleware(inner)
-        inner = AccessLogMiddleware(inner, logger="bench.stack")
-        return ProxyHeadersMiddleware(inner, trusted=["10.0.0.0/8"])
 
-    def peer_stack(app: Any) -> Any:
-        from slowapi import Limiter
-        from slowapi.middleware import SlowAPIASGIMiddleware
-        from slowapi.util import get_remote_address
-        from starlette.applications import Starlette
-        from starlette.routing import Mount
+def stacks() -> list[Group]:
+    """The whole stack as guard() builds it (see :mod:`benchmarks.stack`)."""
+    from .stack import stacks as build
 
-        public_pem = m["rsa"].get_op_key("verify")
-        inner = jsonschema_peer(app)
-        inner = pyjwt_peer(inner, public_pem, "RS256")
-        limited = Starlette(routes=[Mount("/", app=inner)])
-        limited.state.limiter = Limiter(key_func=get_remote_address, default_limits=[BIG_LIMIT])
-        limited.add_middleware(SlowAPIASGIMiddleware)
-        outer = StarletteHTTPS(limited)
-        return logging_peer(outer, logging.getLogger("bench.peerstack"))
-
-    proxy_hdrs = [(b"x-forwarded-for", b"198.51.100.23"), (b"x-forwarded-proto", b"https")]
-    token = _bearer(m["rs256"])
-    get = scope_factory(proxy_hdrs + token, scheme="http", client="10.0.0.1")
-    post = scope_factory(
-        proxy_hdrs + token + POST_HEADERS,
-        method="POST",
-        path="/orders",
-        scheme="http",
-        client="10.0.0.1",
-    )
-    return [
-        Group(
-            "stack:get",
-            [
-                Case("raw ASGI app", raw_app_reading_body, get),
-                Case(
-                    "asgi_guard full stack (cached RS256 token)", guarded(raw_app_reading_body), get
-                ),
-                Case("peer stack", peer_stack(raw_app_reading_body), get),
-            ],
-            "GET through proxy, HTTPS+HSTS, rate limit (memory), JWT, access log.",
-        ),
-        Group(
-            "stack:post",
-            [
-                Case("raw ASGI app reading the body", raw_app_reading_body, post, ORDER_BODY),
-                Case("asgi_guard full stack", guarded(raw_app_reading_body), post, ORDER_BODY),
-                Case("peer stack", peer_stack(raw_app_reading_body), post, ORDER_BODY),
-            ],
-            f"POST of a {len(ORDER_BODY)}-byte order, validated, through every layer.",
-        ),
-    ]
+    return build()
 
 
 def metrics_layer() -> Group:
@@ -853,7 +806,7 @@ BUILDERS: list[tuple[tuple[str, ...], Callable[[], Group | list[Group]]]] = [
     (("layer:validation", "library:validation"), validation_layer),
     (("layer:accesslog", "library:logging"), accesslog_layer),
     (("layer:metrics",), metrics_layer),
-    (("stack:get", "stack:post"), stacks),
+    (("stack:get", "stack:post", "stack:layers"), stacks),
     (("layer:headers", "layer:hosts"), lambda: _headers_groups()),
 ]
 

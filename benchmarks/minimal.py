@@ -20,7 +20,7 @@ import orjson
 
 # The layer's own replaying receive: a few lines any replay needs.
 from asgi_guard._asgi import Receive, Scope, Send
-from asgi_guard.validation import _Replay
+from asgi_guard.validation.middleware import _Replay
 
 _request_id: contextvars.ContextVar[str | None] = contextvars.ContextVar(
     "minimal_request_id", default=None

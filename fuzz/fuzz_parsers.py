@@ -22,7 +22,7 @@ import atheris
 with atheris.instrument_imports():  # type: ignore[attr-defined]
     from asgi_guard._asgi import parse_host
     from asgi_guard.accesslog import REDACTED, _text, redact_query
-    from asgi_guard.jwt import _bearer
+    from asgi_guard.jwt.middleware import _bearer
     from asgi_guard.jwt.tokens import TokenError, parse
     from asgi_guard.proxy import _parse_forwarded, _parse_node
     from asgi_guard.routes import RouteTable

@@ -73,6 +73,23 @@ def test_keys_and_token(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> N
     assert (user.sub, user.scopes) == ("alice", frozenset({"orders:read", "orders:write"}))
 
 
+def test_keys_force_replaces_a_symlink_not_its_target(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """keys --force over a symlink (planted in a shared folder) replaces the link with a
+    private file: the key was written into the file the link pointed to."""
+    victim = tmp_path / "victim.txt"
+    victim.write_text("precious\n")
+    victim.chmod(0o644)
+    out = tmp_path / "dev-keys.json"
+    out.symlink_to(victim)
+    assert run(capsys, "keys", "--out", str(out), "--force")[0] == 0
+    assert victim.read_text() == "precious\n"
+    assert (victim.stat().st_mode & 0o777, out.is_symlink()) == (0o644, False)
+    assert out.stat().st_mode & 0o777 == 0o600
+    assert '"d"' in out.read_text()
+
+
 def test_token_without_keys_is_one_line_error(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -505,6 +522,35 @@ def test_token_with_a_secret_and_a_config(
     )
 
 
+def test_token_with_a_config_of_several_issuers(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """token --config with jwt.issuers mints for the entry --issuer names (else the first),
+    with its iss, aud and secret: it ignored them and asked for a key file."""
+    first, second = "f" * 40, "g" * 40
+    config = tmp_path / "guard.toml"
+    config.write_text(
+        "[jwt]\nissuers = [\n"
+        f'  {{issuer = "https://a.example", audience = ["api-a"], secret = "{first}"}},\n'
+        f'  {{issuer = "https://b.example", audience = "api-b", secret = "{second}"}},\n]\n'
+    )
+    code, out, _ = run(capsys, "token", "--sub", "ann", "--config", str(config))
+    assert code == 0
+    user = _verify(out.strip(), secret=first, issuer="https://a.example", audience="api-a")
+    assert user.sub == "ann"
+    argv = ("token", "--sub", "bo", "--config", str(config), "--issuer", "https://b.example")
+    code, out, _ = run(capsys, *argv)
+    assert code == 0
+    user = _verify(out.strip(), secret=second, issuer="https://b.example", audience="api-b")
+    assert user.sub == "bo"
+    argv = ("token", "--sub", "c", "--config", str(config), "--issuer", "https://c.example")
+    assert run(capsys, *argv) == (
+        2,
+        "",
+        f"asgi-guard: error: {config} lists no issuer 'https://c.example' in jwt.issuers\n",
+    )
+
+
 def test_token_help_shows_the_defaults(capsys: pytest.CaptureFixture[str]) -> None:
     """token --help names the default issuer, audience, key file and lifetime."""
     with pytest.raises(SystemExit):
@@ -546,6 +592,11 @@ def test_serve_refuses_what_check_calls_an_error(
             ["--proxy-headers"],
             "not available under asgi-guard serve: --proxy-headers (the [proxy] section decides"
             " whom to trust)",
+        ),
+        (
+            ["--access-log"],
+            "not available under asgi-guard serve: --access-log (it logs query strings"
+            " unredacted; use [access_log])",
         ),
     ],
 )

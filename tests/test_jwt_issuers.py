@@ -247,6 +247,13 @@ def test_issuers_and_single_issuer_options_are_exclusive(
         ([{"issuer": A, "secret": SECRET, "scopes": []}], "issuers[0]", "unknown options"),
         ([{"issuer": A, "secret": ""}], "issuers[0].secret", "empty"),
         ([{"issuer": A, "discovery": "yes"}], "issuers[0].discovery", "true or false"),
+        ([{"issuer": A, "jwks_url": 123}], "issuers[0].jwks_url", "https://"),
+        ([{"issuer": A, "jwks_url": "ftp://a.example/k"}], "issuers[0].jwks_url", "https://"),
+        ([{"issuer": A, "secret": 5}], "issuers[0].secret", "string or bytes"),
+        ([{"issuer": A, "secret": SECRET, "audience": 5}], "issuers[0].audience", "string"),
+        ([{"issuer": A, "secret": SECRET, "audience": ["a", 5]}], "issuers[0].audience", "str"),
+        ([{"issuer": A, "secret": SECRET, "audience": ""}], "issuers[0].audience", "string"),
+        ([{"issuer": A, "secret": SECRET, "algorithms": []}], "issuers[0].algorithms", "one"),
     ],
 )
 def test_bad_issuers(issuers: Any, option: str, message: str) -> None:
@@ -331,3 +338,22 @@ async def test_unknown_issuer_is_counted_as_a_jwt_refusal(keys: Keys, app: Recor
         Decision("jwt", "jwt.invalid_issuer", "*", False),
         Decision("jwt", "ok", "*", False),
     ] == (decisions)
+
+
+@pytest.mark.parametrize("timeout", [0, -1, float("nan"), float("inf"), "3", True, 61])
+def test_a_jwks_timeout_that_cannot_bound_a_fetch_is_refused(timeout: Any) -> None:
+    """``jwks_timeout`` must be a number of seconds in (0, 60]: zero failed every fetch and
+    NaN, a string or infinity left each fetch without the deadline it promises."""
+    with pytest.raises(ConfigurationError) as excinfo:
+        JWTAuthMiddleware(RecordingApp(), jwks_url="https://a.example/k", jwks_timeout=timeout)
+    assert excinfo.value.option == "jwks_timeout"
+
+
+def test_an_empty_algorithm_list_is_refused() -> None:
+    """``algorithms=[]`` would refuse every token: a ConfigurationError naming the option."""
+    with pytest.raises(ConfigurationError) as excinfo:
+        JWTAuthMiddleware(RecordingApp(), secret=SECRET, algorithms=[])
+    assert (excinfo.value.option, excinfo.value.message) == (
+        "algorithms",
+        "must name at least one algorithm",
+    )

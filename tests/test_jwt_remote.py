@@ -107,6 +107,22 @@ async def test_key_rotation(app: RecordingApp, keys: Keys, server: JWKSServer) -
     assert await status(mw, old_token) == (401, "jwt.unknown_key")
 
 
+async def test_a_kid_given_new_key_material_forgets_its_cached_tokens(
+    app: RecordingApp, keys: Keys, server: JWKSServer
+) -> None:
+    """A key replaced under the same kid (a compromised key swapped out) drops the tokens the
+    old key verified, as a removed kid does: they were served from the cache for 5 minutes."""
+    mw, mono = make(app, server)
+    old_token = mint(keys.rsa)
+    assert await status(mw, old_token) == (200, None)
+    server.jwks = keys.jwks("attacker", "ed")  # "rsa-1" is now another RSA key
+    mono.now += 31
+    assert await status(mw, mint(keys.ed, "EdDSA")) == (200, None)  # an unknown kid: refetch
+    assert server.jwks_hits == 2
+    assert await status(mw, old_token) == (401, "jwt.invalid_signature")
+    assert await status(mw, mint(keys.attacker)) == (200, None)
+
+
 async def test_server_down_warm_cache_keeps_serving(
     app: RecordingApp, keys: Keys, server: JWKSServer, caplog: pytest.LogCaptureFixture
 ) -> None:

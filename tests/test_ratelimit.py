@@ -163,15 +163,18 @@ async def test_legacy_and_no_headers(limiter: Any, app: RecordingApp) -> None:
 
 async def test_refused_requests_consume_nothing(limiter: Any, app: RecordingApp) -> None:
     """Refusals do not count: the remaining figure is unchanged after many refusals."""
-    mw = limiter(app, limit="1/second; 3/minute", strategy="fixed-window")
+    # An injected clock at a minute's start: on the wall clock, a minute turning during the
+    # test reset the 3/minute window and failed it.
+    clock = [1_800_000_000.0]
+    mw = limiter(app, limit="1/second; 3/minute", strategy="fixed-window", clock=lambda: clock[0])
     assert (await drive(mw, http_scope()))[0] == 200
     for _ in range(10):
         assert (await drive(mw, http_scope()))[0] == 429  # refused by 1/second
-    await asyncio.sleep(1.1)
+    clock[0] += 1.1
     status, headers, _ = await drive(mw, http_scope())
     assert status == 200
     assert headers[b"ratelimit"].startswith(b'"1-per-1s";r=0;')  # the tightest limit
-    await asyncio.sleep(1.1)
+    clock[0] += 1.1
     status, headers, _ = await drive(mw, http_scope())
     assert (status, headers[b"ratelimit"].split(b";")[:2]) == (200, [b'"3-per-60s"', b"r=0"])
 
@@ -451,9 +454,28 @@ async def test_memory_storage_stays_bounded(limiter: Any, app: RecordingApp) -> 
         ({"storage": "nothing"}, "storage", "must be a storage URI"),
         ({"storage": "memcached://127.0.0.1:11211"}, "storage", ""),
         ({"storage": "bogus://x"}, "storage", "unknown storage scheme"),
+        ({"storage": "redis+cluster://"}, "storage", "cluster node '' is not host:port"),
+        ({"storage": "redis+cluster://:7000"}, "storage", "node ':7000' is not"),
+        ({"storage": "redis+cluster://a:7000,,b:7001"}, "storage", "node '' is not"),
+        ({"storage": "redis+cluster://a:0"}, "storage", "node 'a:0' is not"),
+        (
+            {"storage": "rediss+cluster://a:7000?ssl_ca_certs=/ca.pem&max_connections=4"},
+            "storage",
+            "a cluster URI takes only ?max_connections=N, not ['ssl_ca_certs']",
+        ),
+        ({"storage": "redis+cluster://a:7000/2"}, "storage", "not /2"),
+        ({"storage": "redis+cluster://[::1]7000"}, "storage", "node '[::1]7000' is not"),
         ({"key": "cookie"}, "key", "must be 'ip'"),
         ({"key": "claim:"}, "key", "claim: needs"),
         ({"key": "header:"}, "key", "header: needs"),
+        ({"key": "header:X API Key"}, "key", "header: needs a header name, not 'x api key'"),
+        ({"key": "header:x-api-key:"}, "key", "header: needs"),
+        ({"key": "header:clé"}, "key", "header: needs"),
+        (
+            {"limit": {"claim": "plan", "values": {1: "1/minute"}, "default": "1/second"}},
+            "limit.values",
+            "claim values are strings",
+        ),
         ({"headers": "yes"}, "headers", "must be True"),
         ({"on_storage_error": "maybe"}, "on_storage_error", "must be"),
         ({"processes": 0}, "processes", "whole number"),
@@ -466,6 +488,22 @@ def test_bad_options(options: dict[str, Any], option: str, message: str) -> None
         RateLimitMiddleware(RecordingApp(), **options)
     assert info.value.option == option
     assert message in info.value.message
+
+
+def test_cluster_uri_nodes() -> None:
+    """A cluster URI's nodes: host alone (port 6379), host:port and [v6]:port."""
+    mw = RateLimitMiddleware(
+        RecordingApp(), limit="1/second", storage="redis+cluster://a,b:7001,[::1]:7002"
+    )
+    nodes = [(node.host, node.port) for node in mw.storage.client.startup_nodes]
+    assert nodes == [("a", 6379), ("b", 7001), ("::1", 7002)]
+
+
+def test_a_mistyped_storage_uri_is_not_echoed_with_its_password() -> None:
+    """A storage value that is no URI is named in the error, unless it holds credentials."""
+    with pytest.raises(ConfigurationError) as info:
+        RateLimitMiddleware(RecordingApp(), storage="redis:/:hunter2@cache:6379")
+    assert str(info.value) == "storage: must be a storage URI such as 'memory://', not that"
 
 
 def test_memory_uri_uses_the_in_process_counters(app: RecordingApp) -> None:

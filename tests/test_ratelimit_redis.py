@@ -350,3 +350,46 @@ def test_burst_under_uvloop(redis_url: str) -> None:
     identity = uuid.uuid4().hex
     statuses, trips = uvloop.run(main())
     assert (statuses.count(200), statuses.count(429), trips) == (50, 950, 0)
+
+
+async def test_a_cancelled_probe_lets_the_next_request_probe(
+    build: Any, server: RedisServer
+) -> None:
+    """A probe whose request is cancelled mid-call (client gone, server shutdown) does not
+    leave the breaker half-open for ever: the next request after it probes and closes it."""
+    clock = [1_800_000_000.0]
+    mw = build(
+        limit="100/minute",
+        storage=server.url,
+        on_storage_error="closed",
+        storage_timeout=0.2,
+        clock=lambda: clock[0],
+    )
+    assert await status_of(mw) == 200
+    server.pause()
+    assert await status_of(mw) == 503  # the trip
+    clock[0] += BACKOFF_MAX
+    probe = asyncio.ensure_future(status_of(mw))
+    for _ in range(50):  # until the probe is waiting on the hung server
+        await asyncio.sleep(0.002)
+        if mw._breaker.is_probe(mw._breaker.probe):
+            break
+    probe.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await probe
+    server.resume()
+    assert await status_of(mw) == 200
+    assert mw._breaker.closed
+
+
+async def test_storage_timeout_bounds_the_other_storages(build: Any, server: RedisServer) -> None:
+    """storage_timeout bounds a storage counted through limits (here Sentinel on a hung
+    server): the request is answered as the storage being down, where it waited for ever."""
+    mw = build(
+        limit="5/minute",
+        storage=f"redis+sentinel://127.0.0.1:{server.port}/main",
+        on_storage_error="closed",
+        storage_timeout=0.2,
+    )
+    server.pause()
+    assert await asyncio.wait_for(status_of(mw), 10) == 503

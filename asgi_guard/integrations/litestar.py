@@ -65,6 +65,17 @@ def _name(handler: Any) -> str:
     return str(getattr(handler, "handler_name", None) or getattr(handler, "name", None) or handler)
 
 
+def _identity(handler: Any) -> str:
+    """A handler's counter name, the same in every process: its function's module and
+    qualified name (``handler_name`` alone is ``get`` for every controller's ``get``)."""
+    fn = getattr(handler, "fn", None)
+    fn = getattr(fn, "func", fn)  # a functools.partial, as Litestar unwraps it
+    qualname = getattr(fn, "__qualname__", None)
+    if not isinstance(qualname, str):
+        return _name(handler)
+    return f"{getattr(fn, '__module__', '')}.{qualname}"
+
+
 def build_policies(
     app: ASGIApp,
     handler: Any,
@@ -86,7 +97,7 @@ def build_policies(
             chain = ValidationMiddleware(chain, schemas={_EVERY_PATH: schema})
         if "limit" in opt:
             key = "limit"
-            group = f"litestar:{_name(handler)}"
+            group = f"litestar:{_identity(handler)}"
             chain = RateLimitMiddleware(
                 chain, rules={_EVERY_PATH: {"limit": opt["limit"], "group": group}}, **limits
             )

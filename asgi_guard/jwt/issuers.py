@@ -20,6 +20,8 @@ __all__ = ["ISSUER_OPTIONS", "Issuer", "build_issuer", "build_issuers"]
 
 DEFAULT_ALGORITHMS: Final = ("RS256", "ES256", "EdDSA")
 _HMAC: Final = frozenset({"HS256", "HS384", "HS512"})
+#: Longest fetch deadline: a request waits for a cold fetch, so more holds it past any proxy's.
+_MAX_TIMEOUT: Final = 60.0
 #: The options of one entry of ``issuers``.
 ISSUER_OPTIONS: Final = frozenset(
     {"issuer", "audience", "algorithms", "jwks", "jwks_url", "discovery", "secret"}
@@ -76,6 +78,8 @@ def build_issuer(
         algorithms = ("HS256",) if secret is not None else DEFAULT_ALGORITHMS
     if isinstance(algorithms, str):
         algorithms = (algorithms,)
+    if not algorithms:
+        raise ConfigurationError(f"{where}algorithms", "must name at least one algorithm")
     for alg in algorithms:
         if not isinstance(alg, str) or alg.lower() == "none" or alg not in ALG_FAMILY:
             raise ConfigurationError(
@@ -95,9 +99,29 @@ def build_issuer(
         )
     if isinstance(audience, str):
         audience = (audience,)
+    if audience is not None:
+        audience = tuple(audience) if isinstance(audience, Iterable) else (None,)
+    if audience is not None and not all(isinstance(aud, str) and aud for aud in audience):
+        # An aud no token can name (a number, "") would match none, or fail at start-up.
+        raise ConfigurationError(f"{where}audience", "must be a string or a list of strings")
     audiences = frozenset(audience) if audience is not None else None
     if audiences is not None and not audiences:
         raise ConfigurationError(f"{where}audience", "must name at least one audience")
+    if secret is not None and not isinstance(secret, (str, bytes)):
+        raise ConfigurationError(f"{where}secret", "must be a string or bytes")
+    if jwks_url is not None and (
+        not isinstance(jwks_url, str) or not jwks_url.startswith(("https://", "http://"))
+    ):
+        # Accepted, it would fail at every fetch and refuse every token (503) at run time.
+        raise ConfigurationError(f"{where}jwks_url", "must be an https:// (or http://) URL")
+    if (
+        not isinstance(timeout, (int, float))
+        or isinstance(timeout, bool)
+        or not 0 < timeout <= _MAX_TIMEOUT
+    ):
+        raise ConfigurationError(
+            "jwks_timeout", f"must be a number of seconds > 0 and <= {_MAX_TIMEOUT:g}"
+        )
 
     remote: RemoteKeys | None = None
     if jwks is not None:

@@ -236,8 +236,14 @@ class RemoteKeys:
             # server trickling one byte a second would otherwise never time out.
             async with (
                 asyncio.timeout(self.timeout),
+                # No connection reuse: a server closing the discovery answer's connection
+                # without "Connection: close" failed the JWKS GET sent on it (about one
+                # discovery fetch in two against such a server).
                 self._httpx.AsyncClient(
-                    timeout=self.timeout, follow_redirects=False, verify=self._tls
+                    timeout=self.timeout,
+                    follow_redirects=False,
+                    verify=self._tls,
+                    limits=self._httpx.Limits(max_keepalive_connections=0),
                 ) as client,
             ):
                 url = self.jwks_url
@@ -263,12 +269,15 @@ class RemoteKeys:
             )
             self._after_failure()
             return
-        old = set(self.store.by_kid)
+        old = {kid: _material(key) for kid, key in self.store.by_kid.items()}
         self.store.replace(keys)
         self.loaded = True
         self._ttl = _ttl(headers.get("cache-control"))
         self._expires = self.clock() + self._ttl
-        removed = old - set(self.store.by_kid)
+        # A kid now naming other key material counts as removed: what the old key verified
+        # must not outlive it in the cache.
+        new = self.store.by_kid
+        removed = {kid for kid, was in old.items() if kid not in new or _material(new[kid]) != was}
         if removed and self.on_change is not None:
             self.on_change(removed)
 
@@ -328,6 +337,11 @@ class RemoteKeys:
         self._last_kid_refetch = now
         await self._single_flight()
         return True
+
+
+def _material(key: VerifyKey) -> dict[str, Any]:
+    """The public members of a key (what it verifies with), for comparing two fetches."""
+    return dict(key.key.as_dict(private=False))
 
 
 def _ttl(cache_control: str | None) -> float:

@@ -81,6 +81,13 @@ class Breaker:
             self.open_until = now + self.backoff
         # Anything else was in flight when the incident began: it is the same incident.
 
+    def abandon(self, ticket: int, now: float) -> None:
+        """A call that never finished (its request was cancelled): if it was the probe, the
+        next request probes instead; otherwise the breaker stays half-open for ever."""
+        if self.state == _PROBING and ticket == self.probe:
+            self.state = _OPEN
+            self.open_until = now
+
     def retry_after(self, now: float) -> float:
         """Seconds until the next probe may run."""
         return max(self.open_until - now, 0.0)

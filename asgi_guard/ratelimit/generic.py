@@ -9,6 +9,7 @@ step per decision); this path exists for storages that offer nothing better.
 
 from __future__ import annotations
 
+import asyncio
 import math
 from collections.abc import Sequence
 from typing import Any, Final
@@ -38,8 +39,11 @@ class LimitsCounters:
     network = True
     prefix = ""
 
-    def __init__(self, storage: Any, strategy: str) -> None:
+    def __init__(self, storage: Any, strategy: str, timeout: float | None = None) -> None:
         self.storage = storage
+        #: ``storage_timeout``: the whole decision's deadline. These client libraries may wait
+        #: on a hung server for ever (redis-py has no socket timeout by default).
+        self.timeout = timeout
         self.limiter = _STRATEGIES[strategy](storage)  # NotImplementedError: unsupported
         self._items: dict[tuple[int, int], RateLimitItem] = {}
 
@@ -50,6 +54,12 @@ class LimitsCounters:
         return item
 
     async def decide(
+        self, items: Sequence[tuple[str, int, int]], cost: int, now: int
+    ) -> tuple[bool, list[tuple[int, int]]]:
+        async with asyncio.timeout(self.timeout):
+            return await self._decide(items, cost, now)
+
+    async def _decide(
         self, items: Sequence[tuple[str, int, int]], cost: int, now: int
     ) -> tuple[bool, list[tuple[int, int]]]:
         limiter = self.limiter

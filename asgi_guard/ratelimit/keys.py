@@ -19,6 +19,9 @@ __all__ = ["KeyFunc", "key_function"]
 #: a counter.
 _SAFE_ID: Final = re.compile(r"[A-Za-z0-9._:@+-]{1,64}")
 
+#: A field name (RFC 9110 section 5.1: a token, section 5.6.2).
+_FIELD_NAME: Final = re.compile(r"[!#$%&'*+.^_`|~0-9a-z-]+")
+
 KeyFunc = Callable[[Scope], "str | None"]
 
 
@@ -86,9 +89,12 @@ def key_function(key: str | KeyFunc, ipv6_prefix: int = 64) -> Callable[[Scope],
 
         return by_claim
     if key.startswith("header:"):
-        name = key[7:].strip().lower().encode("latin-1")
-        if not name:
-            raise ConfigurationError("key", "header: needs a header name")
+        text = key[7:].strip().lower()
+        if not _FIELD_NAME.fullmatch(text):
+            # A name no request can carry (a space, a colon, non-ASCII) would never match:
+            # every caller would be counted by address instead, in silence.
+            raise ConfigurationError("key", f"header: needs a header name, not {text!r}")
+        name = text.encode("ascii")
 
         def by_header(scope: Scope) -> str:
             for header, value in scope["headers"]:

@@ -40,8 +40,10 @@ _ON_ERROR: Final = ("open", "closed", "local")
 def _counters(uri: Any, strategy: str, timeout: float) -> Any:
     """The counters for ``uri``: in memory, on Redis (our scripts), or any limits storage."""
     if not isinstance(uri, str) or "://" not in uri:
+        # Never echoed with an "@": a mistyped URI still holds its password.
+        shown = "that" if "@" in str(uri) else repr(uri)
         raise ConfigurationError(
-            "storage", f"must be a storage URI such as 'memory://', not {uri!r}"
+            "storage", f"must be a storage URI such as 'memory://', not {shown}"
         )
     scheme = uri.split("://", 1)[0].lower()
     base = scheme.removeprefix("async+")
@@ -69,7 +71,7 @@ def _counters(uri: Any, strategy: str, timeout: float) -> Any:
         # wrap_exceptions: every client library's errors arrive as limits' StorageError.
         full = uri if scheme.startswith("async+") else "async+" + uri
         storage = storage_from_string(full, wrap_exceptions=True, **options)
-        return LimitsCounters(storage, strategy)
+        return LimitsCounters(storage, strategy, timeout)
     except LimitsConfigurationError as exc:
         raise ConfigurationError("storage", str(exc)) from None
     except NotImplementedError:
@@ -254,6 +256,9 @@ class RateLimitMiddleware:
                     decision = await self.storage.decide(items, cost, now_ms)
                 except Exception as error:  # every client error is a storage failure, never a 500
                     breaker.failure(ticket, self.clock(), error)
+                except BaseException:  # cancelled mid-call: a lost probe must not block the next
+                    breaker.abandon(ticket, self.clock())
+                    raise
                 else:
                     breaker.success(ticket, self.clock())
             if decision is None:

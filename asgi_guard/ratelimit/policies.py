@@ -159,6 +159,11 @@ class CallerPolicy:
                 raise ConfigurationError(
                     f"{option}.default", "is required: the limit of callers without the claim"
                 )
+            if not all(isinstance(value, str) for value in values):
+                # Only a string claim selects a limit: a number here would match no token.
+                raise ConfigurationError(
+                    f"{option}.values", "claim values are strings, e.g. {'pro': '1000/minute'}"
+                )
             self.claim = claim
             self.by_value = {
                 str(value): Policy(

@@ -154,13 +154,18 @@ def _client(uri: str, connections: int, hard: float) -> Any:
     scheme = scheme.lower().removeprefix("async+")
     if scheme in ("redis+cluster", "rediss+cluster"):
         parts = urlsplit("redis://" + rest)
+        ignored = sorted({pair.partition("=")[0] for pair in parts.query.split("&") if pair})
+        ignored = [name for name in ignored if name != "max_connections"]
+        if ignored or parts.path not in ("", "/"):
+            # The cluster client takes none of them (TLS files, db, timeouts): accepted, a
+            # ?ssl_ca_certs= would be dropped in silence.
+            raise ValueError(
+                f"a cluster URI takes only ?max_connections=N, not {ignored or parts.path}"
+            )
         netloc = parts.netloc.rsplit("@", 1)
         userinfo = netloc[0] if len(netloc) == 2 else ""
         user, _, password = userinfo.partition(":")
-        nodes = []
-        for node in netloc[-1].split(","):
-            host, _, port = node.rpartition(":")
-            nodes.append(ClusterNode(host.strip("[]") or node, int(port or 6379)))
+        nodes = [ClusterNode(*_node(node)) for node in netloc[-1].split(",")]
         return RedisCluster(
             startup_nodes=nodes,
             username=unquote(user) or None,
@@ -177,6 +182,23 @@ def _client(uri: str, connections: int, hard: float) -> Any:
     return Redis.from_url(
         uri, max_connections=connections, socket_timeout=hard, socket_connect_timeout=hard
     )
+
+
+def _node(node: str) -> tuple[str, int]:
+    """``host``, ``host:port`` or ``[v6]:port`` of a cluster URI; ValueError if it is none."""
+    host, port = node, "6379"
+    if node.startswith("["):
+        host, _, rest = node[1:].partition("]")
+        if rest:
+            if rest[:1] != ":":
+                host = ""
+            port = rest[1:]
+    elif ":" in node:
+        host, _, port = node.rpartition(":")
+    # An empty host was read as localhost, and ":7000" as a host named ":7000".
+    if not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ValueError(f"cluster node {node!r} is not host:port")
+    return host, int(port)
 
 
 class RedisCounters:

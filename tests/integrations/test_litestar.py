@@ -245,6 +245,37 @@ async def test_plugin_takes_the_storage_of_the_guard_config(redis_url: str) -> N
     assert statuses == [201, 201, 201, 429]
 
 
+async def test_handlers_with_one_function_name_count_apart(redis_url: str) -> None:
+    """Two controllers' ``get`` handlers (one function name) each have their own limit on a
+    shared storage: they shared one counter, so calls to one refused the other."""
+    from litestar import Controller
+
+    class Orders(Controller):
+        path = "/orders"
+
+        @get("/", opt={"limit": "1/minute"}, sync_to_thread=False)
+        def get(self) -> str:
+            return "orders"
+
+    class Invoices(Controller):
+        path = "/invoices"
+
+        @get("/", opt={"limit": "1/minute"}, sync_to_thread=False)
+        def get(self) -> str:
+            return "invoices"
+
+    config = {"rate_limit": {"storage": redis_url, "key": "ip", "strategy": "fixed-window"}}
+    plugin = GuardPlugin(config, environ={})
+    app = Litestar([Orders, Invoices], plugins=[plugin], logging_config=None)
+    try:
+        async with _client(app, peer=f"198.51.100.{os.getpid() % 250}") as client:
+            statuses = [(await client.get(path)).status_code for path in ("/orders", "/invoices")]
+            again = (await client.get("/orders")).status_code
+    finally:
+        await plugin.aclose()
+    assert (statuses, again) == ([200, 200], 429)
+
+
 async def test_plugin_documents_security_and_request_body() -> None:
     """Litestar's OpenAPI gets the bearer scheme, each handler's scopes and its opt body."""
     app = Litestar(
