@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 import textwrap
-from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
@@ -19,15 +17,10 @@ from asgi_guard import ConfigurationError, ValidationMiddleware, compile_schema
 from asgi_guard.validation.patterns import LinearPattern, pattern_checker
 
 from .conftest import RecordingApp, client_for
+from .test_json_schema_suite import SUITE
 
 pytestmark = pytest.mark.anyio
 
-ROOT = Path(__file__).resolve().parents[1]
-SUITE = Path(
-    os.environ.get(
-        "ASGI_GUARD_JSON_SCHEMA_SUITE", ROOT.parent / "shared" / "json-schema-test-suite"
-    )
-)
 
 #: Runs the attack in a child: on Python's backtracking re it never ends, and a hung event loop
 #: cannot time itself out. Prints (status, code, loc, app calls) as JSON.
