@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 
 from asgi_guard import ConfigurationError, compile_schema
 from asgi_guard.validation.json_schema import SchemaValidator
+from asgi_guard.validation.patterns import pattern_checker
 
 ORDER = {
     "$defs": {
@@ -142,11 +143,14 @@ SMALL_INSTANCES: list[Any] = [
 
 
 def validates(kind: Any, instance: Any) -> bool:
+    """The compiled type's verdict as the layer gives it: msgspec's decode, then the patterns,
+    which run on a linear engine after conversion (never on Python's backtracking re)."""
     try:
-        msgspec.json.decode(orjson.dumps(instance), type=kind)
+        value = msgspec.json.decode(orjson.dumps(instance), type=kind)
     except msgspec.ValidationError:
         return False
-    return True
+    checker = pattern_checker(kind)
+    return checker is None or checker(value) is None
 
 
 def reference(schema: dict[str, Any], instance: Any) -> bool:
