@@ -75,7 +75,10 @@ def _counters(uri: Any, strategy: str, timeout: float) -> Any:
     except LimitsConfigurationError as exc:
         raise ConfigurationError("storage", str(exc)) from None
     except NotImplementedError:
-        raise ConfigurationError("strategy", f"{strategy} is not supported by {uri}") from None
+        # The scheme only: the URI may carry a password.
+        raise ConfigurationError(
+            "strategy", f"{strategy} is not supported by {scheme}:// storage"
+        ) from None
 
 
 class RateLimitMiddleware:
