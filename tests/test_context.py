@@ -211,3 +211,20 @@ def test_request_context_is_made_once_per_request() -> None:
     context = request_context(scope)
     assert request_context(scope) is context
     assert scope["state"] == {"framework": 1, "asgi_guard": context}
+
+
+async def test_logged_request_echoes_its_id_when_an_outer_layer_holds_the_hook() -> None:
+    """With records on and a header-adding layer outside the access log, that layer's hook
+    writes the echo: HSTS and the request id once each, the inner layer's line first."""
+    logger = logging.getLogger("test.context.records")
+    logger.handlers[:] = [logging.NullHandler()]
+    logger.propagate = False
+    logger.setLevel(logging.INFO)
+    inner = AccessLogMiddleware(app_with([(b"content-type", b"text/plain")]), logger=logger.name)
+    assert await response_headers(HTTPSRedirectMiddleware(inner)) == [
+        (b"content-type", b"text/plain"),
+        RID,
+        HSTS,
+    ]
+    # The access log alone writes the echo itself, after the app's headers.
+    assert await response_headers(inner) == [(b"content-type", b"text/plain"), RID]

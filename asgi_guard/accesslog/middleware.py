@@ -17,6 +17,7 @@ from .._asgi import (
     Receive,
     Scope,
     Send,
+    append_headers,
     request_info,
 )
 from ..errors import ConfigurationError
@@ -194,6 +195,7 @@ class _Exchange:
         "complete",
         "done",
         "downstream",
+        "echo",
         "extra",
         "info",
         "layer",
@@ -218,6 +220,7 @@ class _Exchange:
         self.done = False
         self.quiet = False
         self.extra: list[tuple[bytes, bytes]] | None = None
+        self.echo: tuple[bytes, bytes] | None = None
         # Made now, so the layers inside write their decisions into this very object. This
         # send wraps the app's anyway: it writes every layer's response headers itself, unless
         # a layer outside installed the context's hook first.
@@ -253,7 +256,13 @@ class _Exchange:
                 rid = ids.prefix + str(next(ids.counter))
                 echo = (rid_name, rid.encode())
             info.request_id = rid
-            info.add_headers(send, (echo,), layer._rid_only)
+            if self.writes:
+                # This send writes the response headers: the echo goes last (the outermost
+                # layer's line), appended directly. Through the context's list it measured
+                # 5,754 instructions a request; appended here, 3,434 (callgrind, JSONL case).
+                self.echo = echo
+            else:
+                info.add_headers(send, (echo,), layer._rid_only)
         self.request_id: str | None = rid
 
     def send(self, message: Message) -> Awaitable[None]:
@@ -272,6 +281,9 @@ class _Exchange:
             self.status = message["status"]
             if self.writes:
                 self.info.write(message)
+                echo = self.echo
+                if echo is not None:
+                    append_headers(message, (echo,), unless=echo[0])
         elif kind == "websocket.accept":
             self.status = 101
         elif kind == "websocket.close" and self.status is None:
